@@ -1,0 +1,423 @@
+"""Checkpoint import and export: our format, official HyenaDNA (Lightning and Hugging Face port)
+and MultiMolecule, all loaded into official token ids.
+
+Our format is a directory with `config.json` (HyenaConfig fields) and `model.safetensors`
+(tensors under our, i.e. the official backbone's, names; the tied head and shared sine frequency
+stored once). Every loader funnels into one strict step: rename keys to ours, check the fixed
+buffers, then demand exactly our key set and shapes, naming the file and offending keys.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from hyena.config import HyenaConfig
+from hyena.model import HyenaDNAForCausalLM
+from hyena.operator import ExponentialModulation, PositionalEmbedding
+
+FORMAT_NAME = "hyena-platform"
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+# MultiMolecule's DnaTokenizer order, as official ids: MM row i holds official row MM_TO_OFFICIAL[i].
+# Official [BOS] (2) has no MultiMolecule token; it travels in MM's unused row 11 so that
+# export -> import is lossless.
+MM_TO_OFFICIAL = [4, 0, 1, 6, 3, 5, 7, 8, 9, 10, 11, 2, 12, 13, 14, 15]
+OFFICIAL_TO_MM = [MM_TO_OFFICIAL.index(i) for i in range(16)]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be read: unknown layout, missing/unexpected keys or wrong shapes."""
+
+
+# --------------------------------------------------------------------------------------------
+# Our format
+
+
+def save_pretrained(model: HyenaDNAForCausalLM, directory: str | Path) -> Path:
+    """Write `directory` atomically: a reader never sees a half-written checkpoint."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        cfg = model.config.to_dict()
+        (tmp / CONFIG_FILE).write_text(
+            json.dumps({"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "model_type": "hyenadna", **cfg},
+                       indent=2) + "\n"
+        )
+        tensors = {k: v.detach().to("cpu").contiguous() for k, v in _canonical_state_dict(model).items()}
+        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": FORMAT_NAME})
+        if directory.exists():
+            shutil.rmtree(directory)
+        os.replace(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+def _canonical_state_dict(model: HyenaDNAForCausalLM) -> dict[str, torch.Tensor]:
+    """State dict without the tied head and, when shared, without the duplicate frequencies."""
+    state = dict(model.state_dict())
+    state.pop("lm_head.weight")
+    if not model.config.separate_sine_freqs:
+        for key in [k for k in state if re.search(r"\.implicit_filter\.[35]\.freq$", k)]:
+            del state[key]
+    return state
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+
+
+def from_pretrained(path: str | Path, *, map_location: str | torch.device = "cpu", **config_overrides: Any) -> HyenaDNAForCausalLM:
+    """Load a HyenaDNA checkpoint of any supported layout, in official token ids, eval mode.
+
+    `path` is a directory (ours, official Lightning `weights.ckpt` + `config.json`, official HF
+    port, MultiMolecule) or a Lightning `.ckpt` file next to its `config.json`.
+    `config_overrides` change HyenaConfig fields that do not alter shapes, e.g.
+    `modulation_shift=0.0` (official training code) or `separate_sine_freqs=True`.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint file or directory")
+    directory = path if path.is_dir() else path.parent
+    config_path = directory / CONFIG_FILE
+    raw = _read_json(config_path) if config_path.is_file() else None
+    layout = detect_layout(path, raw)
+    reader = _READERS[layout]
+    cfg, state, source = reader(path, raw)
+    return _build(cfg, state, source, config_overrides, map_location)
+
+
+def detect_layout(path: Path, raw_config: dict | None) -> str:
+    """Name the checkpoint layout at `path`: ours, lightning, hf or multimolecule."""
+    directory = path if path.is_dir() else path.parent
+    if path.is_file() and path.suffix == ".ckpt" or (directory / "weights.ckpt").is_file() and path.is_dir():
+        if raw_config is None:
+            raise CheckpointError(f"{directory}: a Lightning checkpoint needs its config.json beside it")
+        return "lightning"
+    if raw_config is None:
+        raise CheckpointError(
+            f"{directory}: no {CONFIG_FILE}; expected a HyenaDNA checkpoint directory (ours, official "
+            "weights.ckpt + config.json, the official Hugging Face port, or MultiMolecule)"
+        )
+    if raw_config.get("format") == FORMAT_NAME:
+        return "ours"
+    if "hidden_size" in raw_config and "num_hidden_layers" in raw_config:
+        return "multimolecule"
+    if "d_model" in raw_config and "n_layer" in raw_config:
+        return "hf"
+    raise CheckpointError(
+        f"{directory / CONFIG_FILE}: unknown checkpoint layout (no 'format', 'd_model'/'n_layer' or "
+        "'hidden_size'/'num_hidden_layers' keys)"
+    )
+
+
+def _read_ours(path: Path, raw: dict) -> tuple[HyenaConfig, dict, str]:
+    if raw.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(f"{path / CONFIG_FILE}: format_version {raw['format_version']} is newer than "
+                              f"this library's {FORMAT_VERSION}; upgrade hyena-platform")
+    fields = {k: v for k, v in raw.items() if k not in ("format", "format_version", "model_type")}
+    cfg = _config_from(fields, path / CONFIG_FILE)
+    weights = path / WEIGHTS_FILE
+    return cfg, _load_safetensors(weights), str(weights)
+
+
+def _read_lightning(path: Path, raw: dict) -> tuple[HyenaConfig, dict, str]:
+    ckpt_path = path if path.is_file() else path / "weights.ckpt"
+    ckpt = _torch_load(ckpt_path)
+    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{ckpt_path}: expected a Lightning checkpoint with a 'state_dict'")
+    layer = raw.get("layer", {})
+    fields = {
+        "d_model": raw.get("d_model"), "n_layer": raw.get("n_layer"), "d_inner": raw.get("d_inner"),
+        "vocab_size": raw.get("vocab_size", 12),
+        "pad_vocab_size_multiple": raw.get("pad_vocab_size_multiple", 8),
+        "l_max": layer.get("l_max"), "order": layer.get("order", 2),
+        "filter_order": layer.get("filter_order", 64), "emb_dim": layer.get("emb_dim", 5),
+        "short_filter_order": layer.get("short_filter_order", 3), "w": layer.get("w", 10.0),
+        "embed_dropout": raw.get("embed_dropout", 0.1), "resid_dropout": raw.get("resid_dropout", 0.0),
+        "layer_norm_epsilon": raw.get("layer_norm_epsilon", 1e-5),
+    }
+    cfg = _config_from({k: v for k, v in fields.items() if v is not None}, path if path.is_dir() else path.parent)
+    renamed = {}
+    for key, value in state.items():
+        if not key.startswith("model."):
+            continue  # e.g. torchmetrics or loss buffers saved by Lightning
+        key = key[len("model."):]
+        # Activation-checkpointed training wraps mixer/mlp in a module called `layer`.
+        key = re.sub(r"\.(mixer|mlp)\.layer\.", r".\1.", key)
+        renamed[key] = value
+    return cfg, renamed, str(ckpt_path)
+
+
+def _read_hf(path: Path, raw: dict) -> tuple[HyenaConfig, dict, str]:
+    fields = {
+        "d_model": raw["d_model"], "n_layer": raw["n_layer"], "d_inner": raw.get("d_inner"),
+        "vocab_size": raw.get("vocab_size", 12), "pad_vocab_size_multiple": raw.get("pad_vocab_size_multiple", 8),
+        "l_max": raw.get("max_seq_len"), "order": raw.get("hyena_order", 2),
+        "filter_order": raw.get("filter_order", 64), "emb_dim": raw.get("emb_dim", 5),
+        "short_filter_order": raw.get("short_filter_order", 3), "w": raw.get("activation_freq", 10.0),
+        "embed_dropout": raw.get("embed_dropout", 0.1), "hyena_dropout": raw.get("hyena_dropout", 0.0),
+        "layer_norm_epsilon": raw.get("layer_norm_epsilon", 1e-5),
+        "initializer_range": raw.get("initializer_range", 0.02),
+    }
+    _require_released_mlp(raw.get("num_inner_mlps", 2), path / CONFIG_FILE)
+    cfg = _config_from({k: v for k, v in fields.items() if v is not None}, path / CONFIG_FILE)
+    state, source = _load_weights_file(path)
+    renamed = {k[len("hyena."):] if k.startswith("hyena.") else k: v for k, v in state.items()}
+    return cfg, renamed, source
+
+
+def _read_multimolecule(path: Path, raw: dict) -> tuple[HyenaConfig, dict, str]:
+    fields = {
+        "d_model": raw["hidden_size"], "n_layer": raw["num_hidden_layers"], "d_inner": raw.get("intermediate_size"),
+        "pad_vocab_size_multiple": raw.get("pad_vocab_size_multiple", 8),
+        "l_max": raw.get("max_position_embeddings"), "order": raw.get("hyena_order", 2),
+        "filter_order": raw.get("filter_order", 64), "emb_dim": raw.get("filter_emb_dim", 5),
+        "short_filter_order": raw.get("short_filter_order", 3), "w": raw.get("activation_freq", 10.0),
+        "embed_dropout": raw.get("embedding_dropout", 0.1), "hyena_dropout": raw.get("hidden_dropout", 0.0),
+        "layer_norm_epsilon": raw.get("layer_norm_eps", 1e-5),
+        "initializer_range": raw.get("initializer_range", 0.02),
+    }
+    _require_released_mlp(raw.get("num_inner_mlps", 2), path / CONFIG_FILE)
+    cfg = _config_from({k: v for k, v in fields.items() if v is not None}, path / CONFIG_FILE)
+    state, source = _load_weights_file(path)
+    renamed = {}
+    for key, value in state.items():
+        if key.startswith("model.pooler."):
+            continue  # sequence-classification pooler: not part of the language model
+        if key.startswith("model."):
+            key = "backbone." + key[len("model."):]
+        key = key.replace(".final_layer_norm.", ".ln_f.")
+        if key == "backbone.embeddings.word_embeddings.weight" or key == "lm_head.weight":
+            value = _permute_rows(value, MM_TO_OFFICIAL, source, key)
+        renamed[key] = value
+    # MultiMolecule keeps one frequency per activation; its checkpoints may also omit them
+    # (train_freq false), in which case every activation uses activation_freq.
+    return cfg, renamed, source
+
+
+_READERS: dict[str, Callable[[Path, dict], tuple[HyenaConfig, dict, str]]] = {
+    "ours": _read_ours, "lightning": _read_lightning, "hf": _read_hf, "multimolecule": _read_multimolecule,
+}
+
+
+def _build(cfg: HyenaConfig, state: dict[str, torch.Tensor], source: str, overrides: dict[str, Any],
+           map_location: str | torch.device) -> HyenaDNAForCausalLM:
+    _check_and_drop_fixed_buffers(cfg, state, source)
+    state = dict(state)
+    head = state.pop("lm_head.weight", None)
+    emb_key = "backbone.embeddings.word_embeddings.weight"
+    if head is not None and emb_key in state and not torch.equal(head, state[emb_key]):
+        raise CheckpointError(f"{source}: lm_head.weight differs from the embedding, but HyenaDNA ties them")
+
+    freqs = _frequency_copies(state)
+    differ = any(len(c) > 1 and any(not torch.equal(c[0], x) for x in c[1:]) for c in freqs.values())
+    if "separate_sine_freqs" in overrides:
+        if differ and not overrides["separate_sine_freqs"]:
+            raise CheckpointError(f"{source}: the sine-frequency copies of the implicit filter differ; "
+                                  "loading them shared would change the model. Use separate_sine_freqs=True")
+    elif differ:
+        overrides = {**overrides, "separate_sine_freqs": True}
+    unknown = sorted(set(overrides) - set(HyenaConfig.field_names()))
+    if unknown:
+        raise CheckpointError(f"unknown config override(s) {', '.join(unknown)}; valid: {', '.join(HyenaConfig.field_names())}")
+    cfg = cfg.replace(**overrides)
+    for prefix, copies in freqs.items():
+        if not copies:
+            continue
+        if cfg.separate_sine_freqs:  # a checkpoint that stores one shared copy fills all three
+            for i in (1, 3, 5):
+                state.setdefault(f"{prefix}{i}.freq", copies[0])
+        else:
+            for i in (3, 5):
+                state.pop(f"{prefix}{i}.freq", None)
+    model = HyenaDNAForCausalLM(cfg)  # buffers are computed from the config
+    expected = _canonical_state_dict(model)
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {_short_list(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys {_short_list(unexpected)}")
+        raise CheckpointError(f"{source}: " + "; ".join(parts))
+    bad = [f"{k} {tuple(state[k].shape)} != expected {tuple(expected[k].shape)}"
+           for k in expected if tuple(state[k].shape) != tuple(expected[k].shape)]
+    if bad:
+        raise CheckpointError(f"{source}: shape mismatch: {_short_list(bad)}")
+
+    full = dict(state)
+    full["lm_head.weight"] = state[emb_key]
+    if not cfg.separate_sine_freqs:
+        for prefix, copies in freqs.items():
+            for i in (3, 5):
+                full[f"{prefix}{i}.freq"] = full[f"{prefix}1.freq"]
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in full.items()}, strict=True)
+    return model.to(map_location).eval()
+
+
+def _frequency_copies(state: dict[str, torch.Tensor]) -> dict[str, list[torch.Tensor]]:
+    """Per filter prefix, the stored sine-frequency tensors in activation order."""
+    out: dict[str, list[torch.Tensor]] = {}
+    for key in sorted(state):
+        m = re.match(r"(.*\.implicit_filter\.)([135])\.freq$", key)
+        if m:
+            out.setdefault(m.group(1), []).append(state[key])
+    return out
+
+
+def _check_and_drop_fixed_buffers(cfg: HyenaConfig, state: dict[str, torch.Tensor], source: str) -> None:
+    """Official checkpoints store z, t and deltas; they must equal what the config implies."""
+    pos = PositionalEmbedding(cfg.emb_dim, cfg.l_max)
+    mod = ExponentialModulation(cfg.d_model * (cfg.order - 1), cfg)
+    reference = {"pos_emb.z": pos.z, "pos_emb.t": pos.t, "modulation.deltas": mod.deltas}
+    for key in [k for k in state if k.endswith(tuple(reference))]:
+        name = next(n for n in reference if key.endswith(n))
+        value, ref = state.pop(key).float(), reference[name]
+        if value.shape != ref.shape or not torch.allclose(value, ref, atol=1e-4, rtol=1e-4):
+            raise CheckpointError(
+                f"{source}: {key} does not match the fixed values implied by the config (l_max={cfg.l_max}, "
+                f"emb_dim={cfg.emb_dim}); was the model built with a different l_max?"
+            )
+
+
+def _config_from(fields: dict[str, Any], where: Any) -> HyenaConfig:
+    try:
+        return HyenaConfig.from_dict(fields)
+    except (ValueError, TypeError) as err:
+        raise CheckpointError(f"{where}: {err}") from None
+
+
+def _require_released_mlp(num_inner_mlps: int, where: Path) -> None:
+    if num_inner_mlps != 2:
+        raise CheckpointError(f"{where}: num_inner_mlps={num_inner_mlps}; only the released filter MLP (2) is supported")
+
+
+def _permute_rows(value: torch.Tensor, order: list[int], source: str, key: str) -> torch.Tensor:
+    if value.shape[0] != len(order):
+        raise CheckpointError(f"{source}: {key} has {value.shape[0]} rows, expected {len(order)} (padded vocabulary)")
+    out = torch.empty_like(value)
+    out[torch.tensor(order)] = value
+    return out
+
+
+def _load_weights_file(directory: Path) -> tuple[dict[str, torch.Tensor], str]:
+    st, binary = directory / WEIGHTS_FILE, directory / "pytorch_model.bin"
+    if st.is_file():
+        return _load_safetensors(st), str(st)
+    if binary.is_file():
+        state = _torch_load(binary)
+        if not isinstance(state, dict):
+            raise CheckpointError(f"{binary}: expected a state dict")
+        return state, str(binary)
+    raise CheckpointError(f"{directory}: no {WEIGHTS_FILE} or pytorch_model.bin")
+
+
+def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise CheckpointError(f"{path}: weights file not found")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from None
+
+
+def _torch_load(path: Path) -> Any:
+    """Pickles are untrusted: only tensors and plain containers are unpickled."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises UnpicklingError, RuntimeError or others for bad files
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"{path}: cannot be read as a weights-only pickle ({first}). Objects other than tensors "
+            "are refused for safety: re-save just the state_dict from a trusted environment"
+        ) from None
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
+    return data
+
+
+def _short_list(items: list[str], limit: int = 6) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f" (+{len(items) - limit} more)" if len(items) > limit else "")
+
+
+# --------------------------------------------------------------------------------------------
+# Export
+
+
+def export_multimolecule(model: HyenaDNAForCausalLM, directory: str | Path) -> Path:
+    """Write a MultiMolecule `HyenaDnaForCausalLM` checkpoint (config.json + model.safetensors).
+
+    Embedding rows are permuted to MultiMolecule's token order; the frequency is written once per
+    activation, as MultiMolecule stores it. Official [BOS] travels in MultiMolecule's unused row 11.
+    """
+    from safetensors.torch import save_file
+
+    cfg = model.config
+    if cfg.order != 2 or cfg.vocab_size != 12:
+        raise CheckpointError("MultiMolecule export supports order-2 models with the official 12-token vocabulary")
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        tensors = {}
+        for key, value in model.state_dict().items():
+            if key == "lm_head.weight":
+                continue
+            new = "model." + key[len("backbone."):] if key.startswith("backbone.") else key
+            new = new.replace(".ln_f.", ".final_layer_norm.")
+            if key == "backbone.embeddings.word_embeddings.weight":
+                value = value[torch.tensor(MM_TO_OFFICIAL)]
+            tensors[new] = value.detach().to("cpu").contiguous().clone()
+        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        config = {
+            "architectures": ["HyenaDnaForCausalLM"], "model_type": "hyenadna", "vocab_size": 11,
+            "hidden_size": cfg.d_model, "num_hidden_layers": cfg.n_layer, "intermediate_size": cfg.d_inner,
+            "embedding_dropout": cfg.embed_dropout, "hidden_dropout": cfg.hyena_dropout,
+            "max_position_embeddings": cfg.l_max, "initializer_range": cfg.initializer_range,
+            "layer_norm_eps": cfg.layer_norm_epsilon, "hyena_order": cfg.order, "filter_order": cfg.filter_order,
+            "short_filter_order": cfg.short_filter_order, "filter_emb_dim": cfg.emb_dim, "num_inner_mlps": 2,
+            "activation_freq": cfg.w, "filter_dropout": 0.0, "use_bias": True, "train_freq": True,
+            "pad_vocab_size_multiple": cfg.pad_vocab_size_multiple, "tie_word_embeddings": True,
+            "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2, "unk_token_id": 3, "mask_token_id": 4,
+            "null_token_id": 5,
+        }
+        if cfg.modulation_shift != 0.05:
+            warnings.warn(f"MultiMolecule uses modulation shift 0.05; this model uses {cfg.modulation_shift}, "
+                          "so its MultiMolecule outputs will differ", stacklevel=2)
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+        if directory.exists():
+            shutil.rmtree(directory)
+        os.replace(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory

@@ -1,0 +1,204 @@
+"""HyenaDNA: blocks, the backbone (hidden states) and the causal LM with a tied head.
+
+Nguyen et al. 2023, "HyenaDNA" (sec. 3): a stack of pre-norm residual blocks, each a Hyena
+operator followed by an MLP, over single-nucleotide token embeddings, no positional embedding.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from hyena.config import HyenaConfig
+from hyena.operator import HyenaOperator, check_length
+from hyena.tokenizer import PAD
+
+
+class Mlp(nn.Module):
+    def __init__(self, cfg: HyenaConfig):
+        super().__init__()
+        self.fc1 = nn.Linear(cfg.d_model, cfg.d_inner)
+        self.fc2 = nn.Linear(cfg.d_inner, cfg.d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+
+
+class Block(nn.Module):
+    """x = x + Hyena(LN1(x)); x = x + MLP(LN2(x))."""
+
+    def __init__(self, cfg: HyenaConfig):
+        super().__init__()
+        self.mixer = HyenaOperator(cfg)
+        self.norm1 = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_epsilon)
+        self.norm2 = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_epsilon)
+        self.mlp = Mlp(cfg)
+        self.dropout1 = nn.Dropout(cfg.resid_dropout)
+        self.dropout2 = nn.Dropout(cfg.resid_dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.dropout1(self.mixer(self.norm1(x)))
+        return x + self.dropout2(self.mlp(self.norm2(x)))
+
+    @torch.no_grad()
+    def forward_low_memory(self, x: torch.Tensor, seq_chunk: int = 1 << 16) -> torch.Tensor:
+        """Inference in place on x: sequence-chunked norms and MLP, channel-grouped operator."""
+        normed = torch.empty_like(x)
+        for s in range(0, x.shape[1], seq_chunk):
+            normed[:, s:s + seq_chunk] = self.norm1(x[:, s:s + seq_chunk])
+        mixed = self.mixer.forward_low_memory(normed, seq_chunk=seq_chunk)
+        del normed
+        x += mixed
+        del mixed
+        for s in range(0, x.shape[1], seq_chunk):
+            x[:, s:s + seq_chunk] += self.mlp(self.norm2(x[:, s:s + seq_chunk]))
+        return x
+
+
+class Embeddings(nn.Module):
+    def __init__(self, cfg: HyenaConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(cfg.padded_vocab_size, cfg.d_model)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.word_embeddings(input_ids)
+
+
+class HyenaDNAModel(nn.Module):
+    """The backbone: token ids (B, L) -> final hidden states (B, L, D)."""
+
+    # Above this many activation elements (B * L * D), no-grad inference switches to the
+    # channel-grouped low-memory path (results equal to float rounding).
+    low_memory_threshold = 1 << 26
+
+    def __init__(self, cfg: HyenaConfig):
+        super().__init__()
+        self.config = cfg
+        self.embeddings = Embeddings(cfg)
+        self.dropout = nn.Dropout(cfg.embed_dropout)
+        self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_epsilon)
+        self.activation_checkpointing = False
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must have shape (batch, length), got {tuple(input_ids.shape)}")
+        B, L = input_ids.shape
+        check_length(L, self.config.l_max)
+        h = self.dropout(self.embeddings(input_ids))
+        low_memory = not torch.is_grad_enabled() and B * L * self.config.d_model > self.low_memory_threshold
+        for block in self.layers:
+            if low_memory:
+                h = block.forward_low_memory(h)
+            elif self.activation_checkpointing and self.training and torch.is_grad_enabled():
+                # Recompute activations in backward; parameters and state-dict keys are untouched.
+                h = checkpoint(block, h, use_reentrant=False)
+            else:
+                h = block(h)
+        if low_memory:
+            for s in range(0, L, 1 << 16):
+                h[:, s:s + (1 << 16)] = self.ln_f(h[:, s:s + (1 << 16)])
+            return h
+        return self.ln_f(h)
+
+
+@dataclass
+class CausalLMOutput:
+    logits: torch.Tensor  # (B, L, padded vocab)
+    loss: torch.Tensor | None = None
+    hidden_states: torch.Tensor | None = None
+
+
+class HyenaDNAForCausalLM(nn.Module):
+    """Backbone plus the LM head tied to the embedding (no bias): logits (B, L, 16)."""
+
+    def __init__(self, cfg: HyenaConfig):
+        super().__init__()
+        self.config = cfg
+        self.backbone = HyenaDNAModel(cfg)
+        self.lm_head = nn.Linear(cfg.d_model, cfg.padded_vocab_size, bias=False)
+        self.lm_head.weight = self.backbone.embeddings.word_embeddings.weight
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """HyenaDNA's initialisation (GPT-2 style): N(0, 0.02) for every Linear and the embedding,
+        zero biases, and N(0, 0.02 / sqrt(2 n_layer)) for the residual-branch output projections."""
+        std = self.config.initializer_range
+        for name, module in self.named_modules():
+            if isinstance(module, nn.Linear):
+                scale = 1 / math.sqrt(2 * self.config.n_layer) if name.endswith(("out_proj", "fc2")) else 1.0
+                nn.init.normal_(module.weight, std=std * scale)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Embedding):
+                nn.init.normal_(module.weight, std=std)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        *,
+        ignore_index: int = PAD,
+        return_hidden_states: bool = False,
+    ) -> CausalLMOutput:
+        """`labels` are the next-token targets aligned with input_ids (the data layer shifts them:
+        inputs = ids[:-1], labels = ids[1:]); positions equal to `ignore_index` ([PAD]) are skipped.
+        """
+        hidden = self.backbone(input_ids)
+        logits = self.lm_head(hidden)
+        loss = None
+        if labels is not None:
+            if labels.shape != input_ids.shape:
+                raise ValueError(f"labels shape {tuple(labels.shape)} != input_ids shape {tuple(input_ids.shape)}")
+            loss = F.cross_entropy(
+                logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=ignore_index
+            )
+        return CausalLMOutput(logits=logits, loss=loss, hidden_states=hidden if return_hidden_states else None)
+
+    def set_activation_checkpointing(self, enabled: bool = True) -> "HyenaDNAForCausalLM":
+        self.backbone.activation_checkpointing = enabled
+        return self
+
+    def num_parameters(self) -> int:
+        """Unique trainable parameters (the tied head and shared sine frequency count once)."""
+        return sum(p.numel() for p in self.parameters())
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        from hyena.checkpoint import save_pretrained
+
+        return save_pretrained(self, directory)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, **kwargs) -> "HyenaDNAForCausalLM":
+        from hyena.checkpoint import from_pretrained
+
+        return from_pretrained(path, **kwargs)
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW parameter groups following the HyenaDNA recipe.
+
+    Weight decay applies to matrices (projections, MLP, embedding, short conv); it is 0 for the
+    implicit-filter MLP (weights, biases and sine frequencies: the official code tags them with
+    weight_decay 0), for every bias (the long-conv skip B included) and for LayerNorm parameters
+    (the official optimizer hooks' bias/normalization defaults).
+    """
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():  # dedups the tied head and shared frequency
+        if not param.requires_grad:
+            continue
+        if ".implicit_filter." in name or name.endswith("bias") or ".norm" in name or "ln_f" in name:
+            no_decay.append(param)
+        else:
+            decay.append(param)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]

@@ -1,0 +1,58 @@
+"""The `hyena` command line.
+
+Every subcommand lives in its own module and is imported only when chosen, so `hyena --help`
+stays fast and a user error in one job never imports Ray or MLflow for nothing. User errors
+(HyenaPlatformError) print one line and exit non-zero, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Callable, Sequence
+
+from hyena_platform.errors import HyenaPlatformError
+
+# name -> (module, help). Each module defines add_arguments(parser) and run(args) -> int.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "info": ("hyena_platform.commands.info", "show versions, the released model variants and the bundled genome"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hyena", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module = importlib.import_module(module_name)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def add_job_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments every job command takes: the YAML file and --set overrides."""
+    parser.add_argument("job", help="job YAML file (see jobs/)")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.lr=3e-4 (repeatable; VALUE is YAML)",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    run: Callable[[argparse.Namespace], int] = args._run
+    try:
+        return int(run(args) or 0)
+    except HyenaPlatformError as err:
+        print(f"hyena {args.command}: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print(f"hyena {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

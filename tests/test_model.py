@@ -1,0 +1,225 @@
+"""The model's maths: parameter counts, FFT convolution vs the direct reference, causality,
+caching, the low-memory path, mixed precision and activation checkpointing."""
+
+import pytest
+import torch
+
+import hyena
+from hyena import HyenaConfig, HyenaDNAForCausalLM, SequenceTooLongError
+from hyena.ops import direct_causal_conv, fast_fft_size, fft_conv
+
+
+def tiny(**overrides) -> HyenaConfig:
+    base = dict(d_model=16, n_layer=2, l_max=130, filter_order=8, embed_dropout=0.0)
+    return HyenaConfig(**{**base, **overrides})
+
+
+def model_for(cfg: HyenaConfig, seed: int = 0) -> HyenaDNAForCausalLM:
+    torch.manual_seed(seed)
+    m = HyenaDNAForCausalLM(cfg)
+    with torch.no_grad():  # move every parameter off its init so no term hides behind a zero
+        for p in m.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    return m.eval()
+
+
+@pytest.mark.parametrize("name", list(hyena.VARIANTS))
+def test_parameter_counts_equal_official(name):
+    cfg = HyenaConfig.variant(name)
+    model = HyenaDNAForCausalLM(cfg)
+    assert model.num_parameters() == hyena.OFFICIAL_PARAMETER_COUNTS[name]
+    assert cfg.num_parameters() == hyena.OFFICIAL_PARAMETER_COUNTS[name]
+
+
+def test_variant_geometry():
+    cfg = HyenaConfig.variant("large-1m")
+    assert (cfg.d_model, cfg.n_layer, cfg.d_inner, cfg.l_max) == (256, 8, 1024, 1000002)
+    assert cfg.padded_vocab_size == 16 and cfg.modulation_shift == 0.05
+    with pytest.raises(ValueError, match="released variants"):
+        HyenaConfig.variant("huge-10m")
+    with pytest.raises(ValueError, match="d_model"):
+        HyenaConfig(d_model=0)
+    with pytest.raises(ValueError, match="unknown HyenaConfig field"):
+        HyenaConfig.from_dict({"d_modle": 8})
+
+
+@pytest.mark.parametrize("L", [1, 2, 3, 17, 64, 100, 257])
+def test_fft_conv_equals_direct_convolution_float64(L):
+    torch.manual_seed(L)
+    u = torch.randn(2, 5, L, dtype=torch.float64)
+    k = torch.randn(5, L, dtype=torch.float64)
+    bias = torch.randn(5, dtype=torch.float64)
+    ref = direct_causal_conv(u, k, bias)
+    got = fft_conv(u, k, bias)
+    assert got.dtype == torch.float64
+    torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-10)
+    # Any FFT size >= 2L gives the same result.
+    torch.testing.assert_close(fft_conv(u, k, bias, fft_size=4 * L), ref, rtol=1e-10, atol=1e-10)
+
+
+def test_fast_fft_size_is_smooth_and_large_enough():
+    for n in [1, 2, 5, 2052, 65540, 2000004]:
+        m = fast_fft_size(n)
+        assert m >= n
+        r = m
+        for p in (2, 3, 5):
+            while r % p == 0:
+                r //= p
+        assert r == 1
+    assert fast_fft_size(2052) == 2160  # not 4096
+
+
+def test_outputs_are_causal():
+    m = model_for(tiny())
+    x = torch.randint(7, 12, (1, 96))
+    with torch.no_grad():
+        base = m(x).logits
+        for t in (0, 40, 95):
+            y = x.clone()
+            y[0, t] = 7 + (y[0, t] - 7 + 1) % 5
+            out = m(y).logits
+            torch.testing.assert_close(out[:, :t], base[:, :t], rtol=0, atol=1e-6)
+            assert (out[:, t:] - base[:, t:]).abs().max() > 1e-4  # and t itself does change
+
+
+def test_prefix_consistency_across_lengths():
+    # An input of length L uses the first L filter taps: the prefix of a longer input gives the
+    # same outputs as the short input alone.
+    m = model_for(tiny())
+    x = torch.randint(7, 12, (2, 130))
+    with torch.no_grad():
+        full = m(x).logits
+        for L in (1, 33, 129):
+            torch.testing.assert_close(m(x[:, :L]).logits, full[:, :L], rtol=1e-4, atol=1e-5)
+
+
+def test_too_long_input_raises_with_advice():
+    m = model_for(tiny())
+    with pytest.raises(SequenceTooLongError, match=r"131 tokens.*l_max is 130.*variant.*window"):
+        m(torch.randint(7, 12, (1, 131)))
+
+
+def test_eval_cache_is_reused_and_invalidated_by_parameter_updates():
+    m = model_for(tiny())
+    x = torch.randint(7, 12, (1, 50))
+    filt = m.backbone.layers[0].mixer.filter_fn
+    with torch.no_grad():
+        first = m(x).logits
+        assert len(filt._cache) == 1
+        cached = next(iter(filt._cache.values()))
+        m(x)
+        assert next(iter(filt._cache.values())) is cached  # reused, not recomputed
+        filt.implicit_filter[0].weight.add_(0.5)  # an optimizer step or load_state_dict
+        second = m(x).logits
+    assert len(filt._cache) == 1  # the stale entry was dropped
+    assert (second - first).abs().max() > 1e-4
+    fresh = HyenaDNAForCausalLM(m.config)
+    fresh.load_state_dict(m.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(fresh.eval()(x).logits, second)
+
+
+def test_cache_is_bounded_and_skips_huge_spectra(monkeypatch):
+    m = model_for(tiny())
+    filt = m.backbone.layers[0].mixer.filter_fn
+    with torch.no_grad():
+        for L in range(10, 100, 10):
+            m(torch.randint(7, 12, (1, L)))
+    assert len(filt._cache) <= filt.max_cache_entries
+    monkeypatch.setattr(type(filt), "max_cached_bytes", 16)
+    filt.clear_cache()
+    with torch.no_grad():
+        m(torch.randint(7, 12, (1, 64)))
+    assert len(filt._cache) == 0
+
+
+def test_training_mode_does_not_use_the_cache():
+    m = model_for(tiny())
+    m.train()
+    x = torch.randint(7, 12, (2, 40))
+    out = m(x, labels=x)
+    out.loss.backward()
+    filt = m.backbone.layers[0].mixer.filter_fn
+    assert len(filt._cache) == 0
+    assert filt.implicit_filter[0].weight.grad is not None
+    assert filt.implicit_filter[1].freq.grad.abs().sum() > 0
+
+
+def test_low_memory_path_equals_regular_path(monkeypatch):
+    m = model_for(tiny(d_model=48))
+    x = torch.randint(7, 12, (2, 120))
+    with torch.no_grad():
+        ref = m(x).logits
+        monkeypatch.setattr(hyena.HyenaDNAModel, "low_memory_threshold", 0)
+        for layer in m.backbone.layers:  # tiny groups and chunks exercise every boundary
+            orig = layer.mixer.forward_low_memory
+            layer.mixer.forward_low_memory = lambda v, f=orig, **kw: f(v, channel_group=20, seq_chunk=37)
+        got = m(x).logits
+    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_loss_ignores_padding():
+    m = model_for(tiny())
+    x = torch.randint(7, 12, (2, 30))
+    labels = torch.randint(7, 12, (2, 30))
+    padded = labels.clone()
+    padded[:, :10] = hyena.tokenizer.PAD
+    with torch.no_grad():
+        out = m(x, labels=padded)
+        logits = out.logits
+        ref = torch.nn.functional.cross_entropy(logits[:, 10:].reshape(-1, 16), labels[:, 10:].reshape(-1))
+    torch.testing.assert_close(out.loss, ref)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_autocast_keeps_fft_in_float32_and_output_dtype(dtype):
+    m = model_for(tiny())
+    x = torch.randint(7, 12, (2, 64))
+    mixer = m.backbone.layers[0].mixer
+    with torch.no_grad():
+        ref = m(x).logits
+        with torch.autocast("cpu", dtype=dtype):
+            u = torch.randn(2, 64, 16)
+            y = mixer(u)
+            logits = m(x).logits
+    assert y.dtype == dtype  # the operator's output keeps the autocast dtype
+    assert logits.dtype == dtype
+    # bf16 projections, float32 FFT: close to the float32 model.
+    assert (logits.float() - ref).abs().max() < 0.1
+
+
+def test_activation_checkpointing_same_grads_same_keys():
+    cfg = tiny(embed_dropout=0.0)
+    a, b = model_for(cfg), model_for(cfg)
+    b.set_activation_checkpointing(True)
+    assert list(a.state_dict()) == list(b.state_dict())
+    x = torch.randint(7, 12, (2, 50))
+    for m in (a, b):
+        m.train()
+        m(x, labels=x).loss.backward()
+    for (na, pa), (nb, pb) in zip(a.named_parameters(), b.named_parameters()):
+        assert na == nb
+        torch.testing.assert_close(pa.grad, pb.grad, rtol=1e-5, atol=1e-7)
+
+
+def test_param_groups_exclude_filter_mlp_from_weight_decay():
+    m = HyenaDNAForCausalLM(tiny())
+    decay, no_decay = hyena.param_groups(m, 0.1)
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    ids = {id(p) for p in no_decay["params"]}
+    filt = m.backbone.layers[0].mixer.filter_fn
+    assert all(id(p) in ids for p in filt.implicit_filter.parameters())
+    assert id(m.backbone.layers[0].mixer.in_proj.weight) not in ids
+    total = sum(p.numel() for g in (decay, no_decay) for p in g["params"])
+    assert total == m.num_parameters()
+
+
+def test_higher_order_operator_runs_and_is_causal():
+    m = model_for(tiny(order=3))
+    x = torch.randint(7, 12, (1, 40))
+    with torch.no_grad():
+        a = m(x).logits
+        y = x.clone()
+        y[0, 20] = 7 if x[0, 20] != 7 else 8
+        b = m(y).logits
+    torch.testing.assert_close(a[:, :20], b[:, :20])
