@@ -49,15 +49,17 @@ class PositionalEmbedding(nn.Module):
 
     def __init__(self, emb_dim: int, l_max: int):
         super().__init__()
-        t = torch.linspace(0, 1, l_max, dtype=torch.float64)[None, :, None]  # (1, L, 1)
+        # Computed in float32/complex64 exactly as the official code does: the filter MLP's
+        # sin(10 x) amplifies any difference in these features, so the same rounding matters.
+        t = torch.linspace(0, 1, l_max, dtype=torch.float32)[None, :, None]  # (1, L, 1)
         bands = (emb_dim - 1) // 2
-        t_rescaled = torch.linspace(0, l_max - 1, l_max, dtype=torch.float64)[None, :, None]
+        t_rescaled = torch.linspace(0, l_max - 1, l_max, dtype=torch.float32)[None, :, None]
         w = 2 * math.pi * t_rescaled / l_max
-        f = torch.linspace(1e-4, bands - 1, bands, dtype=torch.float64)[None, None]
+        f = torch.linspace(1e-4, bands - 1, bands, dtype=torch.float32)[None, None]
         z = torch.exp(-1j * f * w)
         z = torch.cat([t, z.real, z.imag], dim=-1)  # (1, L, emb_dim)
-        self.register_buffer("z", z.float(), persistent=False)
-        self.register_buffer("t", t.float(), persistent=False)
+        self.register_buffer("z", z, persistent=False)
+        self.register_buffer("t", t, persistent=False)
 
     def forward(self, length: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.z[:, :length], self.t[:, :length]
