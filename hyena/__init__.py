@@ -4,17 +4,36 @@
     >>> model = hyena.HyenaDNAForCausalLM(hyena.HyenaConfig.variant("tiny-1k"))
     >>> model = hyena.from_pretrained("path/to/checkpoint")  # ours, official, HF port, MultiMolecule
 
-This package imports only torch, numpy and safetensors: never Ray or MLflow.
+This package imports only torch, numpy and safetensors: never Ray or MLflow. Names are loaded on
+first use (PEP 562), so `import hyena.tokenizer` in a data worker does not import torch.
 """
 
-from hyena.checkpoint import CheckpointError, export_multimolecule, from_pretrained, save_pretrained
-from hyena.config import OFFICIAL_PARAMETER_COUNTS, VARIANTS, ConfigValueError, HyenaConfig
-from hyena.model import CausalLMOutput, HyenaDNAForCausalLM, HyenaDNAModel, param_groups
-from hyena.operator import HyenaOperator, SequenceTooLongError
-from hyena.tokenizer import Tokenizer, TokenizerError
+from __future__ import annotations
 
-__all__ = [
-    "CausalLMOutput", "CheckpointError", "ConfigValueError", "HyenaConfig", "HyenaDNAForCausalLM",
-    "HyenaDNAModel", "HyenaOperator", "OFFICIAL_PARAMETER_COUNTS", "SequenceTooLongError", "Tokenizer",
-    "TokenizerError", "VARIANTS", "export_multimolecule", "from_pretrained", "param_groups", "save_pretrained",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "CheckpointError": "hyena.checkpoint", "export_multimolecule": "hyena.checkpoint",
+    "from_pretrained": "hyena.checkpoint", "save_pretrained": "hyena.checkpoint",
+    "OFFICIAL_PARAMETER_COUNTS": "hyena.config", "VARIANTS": "hyena.config",
+    "ConfigValueError": "hyena.config", "HyenaConfig": "hyena.config",
+    "CausalLMOutput": "hyena.model", "HyenaDNAForCausalLM": "hyena.model", "HyenaDNAModel": "hyena.model",
+    "param_groups": "hyena.model",
+    "HyenaOperator": "hyena.operator", "SequenceTooLongError": "hyena.operator",
+    "Tokenizer": "hyena.tokenizer", "TokenizerError": "hyena.tokenizer",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hyena' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -39,3 +39,13 @@ def test_importing_platform_does_no_work():
         "print(sorted(n for n in ('ray', 'mlflow') if n in sys.modules))"
     )
     assert out.strip() == "[]"
+
+
+def test_tokenizer_and_config_import_without_torch():
+    # Ray Data workers tokenise genomes: they must not pay for importing torch.
+    out = _run(
+        "import sys, hyena.tokenizer, hyena.config\n"
+        "hyena.tokenizer.Tokenizer().encode('ACGT'); hyena.config.HyenaConfig.variant('tiny-1k')\n"
+        "print('torch' in sys.modules)"
+    )
+    assert out.strip() == "False"

@@ -1,0 +1,117 @@
+"""DataConfig: the `data:` section of every job YAML (sharding, training and scoring jobs).
+
+Two kinds of fields:
+
+- genome layout, used when a FASTA is tokenised into chunks: ``fasta``, ``include``,
+  ``exclude``, ``min_length``, ``valid_chroms``, ``test_chroms``, ``bed``, ``chunk_size``,
+  ``keep_soft_mask``, ``index_cache``. When ``shards`` names a directory written by
+  ``hyena shard``, the layout was fixed then (see its ``_manifest.json``) and these must stay
+  at their defaults.
+- windows, used every epoch: ``max_n_fraction``, ``reverse_complement``, ``seed``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Literal
+
+Split = Literal["train", "valid", "test"]
+SPLITS: tuple[str, ...] = ("train", "valid", "test")
+
+DEFAULT_CHUNK_SIZE = 1 << 20  # 1,048,576 bases: ~1 MB of uint8 ids per Arrow row
+MIN_CHUNK_SIZE = 16
+MAX_CHUNK_SIZE = 1 << 28  # keeps one block's binary offsets far below 2 GiB
+BUNDLED_VALID_CHROMS = ("chrII",)
+
+# Fields that describe how a FASTA becomes chunks; fixed once shards are written.
+LAYOUT_FIELDS = ("fasta", "include", "exclude", "min_length", "valid_chroms", "test_chroms",
+                 "bed", "chunk_size", "keep_soft_mask", "index_cache")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the genome comes from, how it is split, and how windows are cut from it."""
+
+    # Source: FASTA files (plain or bgzip), or a shard directory/URI. Neither: the bundled
+    # V. cholerae N16961 genome.
+    fasta: list[str] = field(default_factory=list)
+    shards: str | None = None
+    # Chromosome selection: names or fnmatch patterns ("chr*_random"); empty include = all.
+    include: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    min_length: int = 0
+    # Splits by chromosome (names or patterns). None: ["chrII"] for the bundled genome, no
+    # validation split otherwise. Every other selected chromosome is train.
+    valid_chroms: list[str] | None = None
+    test_chroms: list[str] = field(default_factory=list)
+    # Or splits by interval: BED columns chrom, start, end, split (train/valid/test).
+    bed: str | None = None
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    # Windows with more than this fraction of N are dropped.
+    max_n_fraction: float = 0.1
+    keep_soft_mask: bool = False
+    reverse_complement: bool = False  # augmentation of train windows, probability 1/2
+    seed: int = 0
+    # Where FASTA indexes are built when the FASTA's own directory is not writable (on every
+    # node that reads it). None: $HYENA_CACHE_DIR/fasta-index, else ~/.cache/hyena/fasta-index.
+    index_cache: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("fasta", "include", "exclude", "test_chroms"):
+            object.__setattr__(self, name, _str_list(name, getattr(self, name)))
+        if self.valid_chroms is None:
+            bundled = not self.fasta and self.shards is None and self.bed is None
+            object.__setattr__(self, "valid_chroms", list(BUNDLED_VALID_CHROMS) if bundled else [])
+        else:
+            object.__setattr__(self, "valid_chroms", _str_list("valid_chroms", self.valid_chroms))
+        self.validate()
+
+    @property
+    def uses_bundled_genome(self) -> bool:
+        return not self.fasta and self.shards is None
+
+    def validate(self) -> None:
+        if self.fasta and self.shards is not None:
+            raise ValueError("set either fasta (tokenise FASTA files) or shards (read a shard "
+                             "directory written by `hyena shard`), not both")
+        if self.shards is not None:
+            changed = [name for name in LAYOUT_FIELDS
+                       if name != "valid_chroms" and getattr(self, name) != _DEFAULTS[name]]
+            if self.valid_chroms:
+                changed.insert(0, "valid_chroms")
+            if changed:
+                raise ValueError(
+                    f"{', '.join(changed)} cannot be set with shards: the genome layout was fixed "
+                    f"when the shards were written (see {self.shards}/_manifest.json); re-run "
+                    "`hyena shard` to change it"
+                )
+        if self.bed is not None and (self.valid_chroms or self.test_chroms):
+            raise ValueError(
+                f"bed gives the splits (its split column); remove valid_chroms "
+                f"{self.valid_chroms} and test_chroms {self.test_chroms}, or remove bed"
+            )
+        both = sorted(set(self.valid_chroms or ()) & set(self.test_chroms))
+        if both:
+            raise ValueError(f"{', '.join(both)} listed in both valid_chroms and test_chroms")
+        if not MIN_CHUNK_SIZE <= self.chunk_size <= MAX_CHUNK_SIZE:
+            raise ValueError(f"chunk_size must be in [{MIN_CHUNK_SIZE}, {MAX_CHUNK_SIZE}], "
+                             f"got {self.chunk_size}")
+        if self.min_length < 0:
+            raise ValueError(f"min_length must be >= 0, got {self.min_length}")
+        if not 0.0 <= self.max_n_fraction <= 1.0:
+            raise ValueError(f"max_n_fraction must be in [0, 1], got {self.max_n_fraction}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
+
+
+def _str_list(name: str, value: object) -> list[str]:
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise ValueError(f"{name} must be a list of strings, got {value!r}")
+    bad = [v for v in value if not isinstance(v, str) or not v]
+    if bad:
+        raise ValueError(f"{name} must hold non-empty strings, got {bad[0]!r}")
+    return list(value)
+
+
+_DEFAULTS = {f.name: (f.default_factory() if callable(f.default_factory) else f.default)
+             for f in fields(DataConfig)}

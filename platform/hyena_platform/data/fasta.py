@@ -1,0 +1,360 @@
+"""FASTA files: format checks, indexes, fast reads of base ranges, and chunks as Arrow.
+
+Pure functions (pyfaidx, numpy, pyarrow; no Ray). pyfaidx builds and validates the indexes
+(.fai, and .gzi for bgzip), into a cache directory when the FASTA's own directory is not
+writable; `FastaReader` then reads a whole range per call (BGZF blocks inflated with python-isal
+when installed, else zlib) and `bytes.translate` maps bytes to official ids and drops newlines in
+one C pass. Coordinates are 0-based, end-exclusive.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from hyena.tokenizer import BYTE_IS_SOFT_MASKED, BYTE_TO_ID, N, TokenizerError, encode_bytes
+from hyena_platform.errors import InputError
+
+if TYPE_CHECKING:
+    from hyena_platform.data.genome import ChunkSpec
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_OTHER_MAGIC = {b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz", b"\x28\xb5\x2f\xfd": "zstd"}
+
+
+# --------------------------------------------------------------------------------------------
+# FASTA files and indexes
+
+
+def fasta_compression(path: str) -> str:
+    """'plain' or 'bgzip'. A plain-gzip or otherwise compressed file is an InputError."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{path}: FASTA file not found")
+    if not p.is_file():
+        raise InputError(f"{path}: not a file (a FASTA path was expected)")
+    with open(p, "rb") as f:
+        head = f.read(1024)
+    if head.startswith(_GZIP_MAGIC):
+        if len(head) >= 18 and _bgzf_block(head, 0)[1] is not None:  # gzip with a BC subfield
+            return "bgzip"
+        raise InputError(
+            f"{path}: gzip-compressed but not with bgzip, so it cannot be indexed for random "
+            f"access; recompress it: gunzip -c {path} | bgzip > {_bgzip_name(path)}"
+        )
+    for magic, name in _OTHER_MAGIC.items():
+        if head.startswith(magic):
+            raise InputError(f"{path}: {name}-compressed FASTA is not supported; decompress it, "
+                             f"then optionally bgzip it")
+    return "plain"
+
+
+def _bgzip_name(path: str) -> str:
+    return path if path.endswith((".gz", ".bgz")) else path + ".gz"
+
+
+def default_index_cache() -> Path:
+    base = os.environ.get("HYENA_CACHE_DIR")
+    if base:
+        return Path(base) / "fasta-index"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "hyena" / "fasta-index"
+
+
+def _writable(directory: Path) -> bool:
+    return os.access(directory, os.W_OK | os.X_OK)
+
+
+def index_paths(path: str, *, index_cache: str | None = None) -> tuple[str, str | None]:
+    """Where the .fai (and .gzi for bgzip) are, or will be built.
+
+    Next to the FASTA when they exist there and are not older than it, or when its directory is
+    writable; otherwise in the index cache, under a directory named by a hash of the FASTA path.
+    """
+    bgzip = fasta_compression(path) == "bgzip"
+    p = Path(path).resolve()
+    fai, gzi = Path(f"{p}.fai"), Path(f"{p}.gzi") if bgzip else None
+    present = fai.exists() and (gzi is None or gzi.exists())
+    fresh = present and all(x.stat().st_mtime >= p.stat().st_mtime for x in (fai, gzi) if x is not None)
+    if fresh or _writable(p.parent):
+        return str(fai), None if gzi is None else str(gzi)
+    cache = Path(index_cache) if index_cache else default_index_cache()
+    where = cache / hashlib.sha256(str(p).encode()).hexdigest()[:16]
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"{path}: its directory is not writable and the index cache {where} "
+                         f"cannot be created ({err.strerror}); set data.index_cache") from None
+    return str(where / (p.name + ".fai")), None if gzi is None else str(where / (p.name + ".gzi"))
+
+
+_OPEN: dict[tuple[str, str | None], "FastaReader"] = {}  # per process (Ray workers are reused)
+_OPEN_LOCK = threading.Lock()
+
+
+def open_fasta(path: str, *, index_cache: str | None = None):
+    """A pyfaidx.Fasta for `path`, building a missing index; cached per process."""
+    return fasta_reader(path, index_cache=index_cache).fasta
+
+
+def fasta_reader(path: str, *, index_cache: str | None = None) -> "FastaReader":
+    """The per-process reader of `path` (opened, and its index built, on first use).
+
+    A file replaced since (another size or mtime) gets a new reader: long-lived Ray workers
+    never read a rewritten FASTA through a stale index.
+    """
+    key = (str(path), index_cache)
+    try:
+        st = os.stat(path)
+    except OSError:
+        raise InputError(f"{path}: FASTA file not found") from None
+    stamp = (st.st_size, st.st_mtime_ns)
+    with _OPEN_LOCK:
+        reader = _OPEN.get(key)
+        if reader is None or reader.stamp != stamp:
+            reader = _OPEN[key] = FastaReader(str(path), index_cache)
+            reader.stamp = stamp
+        return reader
+
+
+def inflate_backend() -> tuple[str, Any]:
+    """('isal', isal_zlib.decompress) when python-isal is installed (~4x faster), else zlib's.
+
+    HYENA_INFLATE=zlib forces the standard library (for comparisons).
+    """
+    if os.environ.get("HYENA_INFLATE", "").lower() != "zlib":
+        try:
+            from isal import isal_zlib
+
+            return "isal", isal_zlib.decompress
+        except ImportError:
+            pass
+    import zlib
+
+    return "zlib", zlib.decompress
+
+
+class FastaReader:
+    """Bases of a plain or bgzip FASTA by coordinates, as raw bytes.
+
+    pyfaidx builds and validates the index (.fai, and .gzi for bgzip). Reads bypass its
+    per-call string handling: the byte range of [start, end) is read in one go; for bgzip the
+    BGZF blocks covering it (found with the .gzi) are read in one go and inflated block by
+    block (python-isal when installed, else zlib); newlines are dropped later by
+    `bytes.translate` in C.
+    """
+
+    def __init__(self, path: str, index_cache: str | None, *, inflate: Any = None):
+        self.path = path
+        self.stamp: tuple[int, int] | None = None  # (size, mtime_ns) when opened via fasta_reader
+        fai, gzi = index_paths(path, index_cache=index_cache)
+        self.fasta = _open_fasta(path, fai, gzi)
+        self.index = self.fasta.faidx.index
+        self._lock = threading.Lock()
+        self._handle = open(path, "rb")
+        self._block_u = None
+        if gzi is not None:
+            raw = np.fromfile(gzi, dtype="<u8")  # count, then (compressed, uncompressed) pairs
+            pairs = raw[1:1 + 2 * int(raw[0])].reshape(-1, 2) if raw.size else np.zeros((0, 2), np.uint64)
+            self._block_c = np.concatenate([[0], pairs[:, 0]]).astype(np.int64)
+            self._block_u = np.concatenate([[0], pairs[:, 1]]).astype(np.int64)
+            self._size = os.path.getsize(path)
+            self._inflate = inflate or inflate_backend()[1]
+
+    def raw(self, chrom: str, start: int, end: int) -> bytes:
+        """The file bytes holding bases [start, end) of `chrom`, newlines included."""
+        rec = self.index[chrom]
+        lenc, lenb = int(rec.lenc), int(rec.lenb)
+        first = int(rec.offset) + (start // lenc) * lenb + start % lenc
+        last = int(rec.offset) + ((end - 1) // lenc) * lenb + (end - 1) % lenc
+        if self._block_u is None:
+            with self._lock:
+                self._handle.seek(first)
+                return self._handle.read(last + 1 - first)
+        return self._bgzf_range(first, last + 1)
+
+    def _bgzf_range(self, u0: int, u1: int) -> bytes:
+        """Uncompressed bytes [u0, u1) of a BGZF file."""
+        i0 = int(np.searchsorted(self._block_u, u0, side="right")) - 1
+        i1 = int(np.searchsorted(self._block_u, u1 - 1, side="right")) - 1
+        c0 = int(self._block_c[i0])
+        c1 = int(self._block_c[i1 + 1]) if i1 + 1 < self._block_c.size else self._size
+        with self._lock:
+            self._handle.seek(c0)
+            data = self._handle.read(c1 - c0)
+        parts, pos, view = [], 0, memoryview(data)
+        while pos < len(data):
+            header, bsize = _bgzf_block(data, pos)
+            if bsize is None:
+                raise InputError(f"{self.path}: corrupt BGZF block at byte {c0 + pos}; the .gzi "
+                                 "index may be stale: delete it and retry")
+            parts.append(self._inflate(view[pos + header:pos + bsize - 8], -15))  # raw deflate
+            pos += bsize
+        out = b"".join(parts)
+        skip = u0 - int(self._block_u[i0])
+        return out[skip:skip + (u1 - u0)]
+
+
+def _bgzf_block(data: bytes, pos: int) -> tuple[int, int | None]:
+    """(header length, total block size) of the BGZF block at `pos`; size None if not one.
+
+    A BGZF block is a gzip member with FEXTRA whose 'BC' subfield holds the block size - 1.
+    """
+    if pos + 12 > len(data) or data[pos:pos + 2] != b"\x1f\x8b" or not data[pos + 3] & 4:
+        return 0, None
+    xlen = int.from_bytes(data[pos + 10:pos + 12], "little")
+    i, end = pos + 12, pos + 12 + xlen
+    while i + 4 <= end:
+        slen = int.from_bytes(data[i + 2:i + 4], "little")
+        if data[i:i + 2] == b"BC" and slen == 2:
+            return 12 + xlen, int.from_bytes(data[i + 4:i + 6], "little") + 1
+        i += 4 + slen
+    return 0, None
+
+
+def _open_fasta(path: str, fai: str, gzi: str | None):
+    import pyfaidx  # imported here: only the processes that read FASTA need it
+
+    try:
+        return pyfaidx.Fasta(
+            path, indexname=fai, gzi_indexname=gzi, as_raw=True, sequence_always_upper=False,
+            duplicate_action="stop", one_based_attributes=False,
+        )
+    except pyfaidx.FastaIndexingError as err:
+        msg = str(err)
+        if "does not contain a valid sequence" in msg:
+            msg = "empty FASTA: no record found (a record starts with a '>name' header line)"
+        elif "before the first sequence definition" in msg:
+            msg = "no FASTA header: the first record must start with a '>name' line"
+        raise InputError(f"{path}: {msg}") from None
+    except ValueError as err:
+        if str(err).startswith("Duplicate key"):
+            name = str(err).split('"')[1] if '"' in str(err) else str(err)
+            raise InputError(f"{path}: duplicate sequence name {name!r}; every record needs a "
+                             "unique name (the first word of its '>' line)") from None
+        raise
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path}: not a text FASTA file (undecodable byte at offset {err.start})") from None
+    except OSError as err:
+        raise InputError(f"{path}: cannot read FASTA ({err})") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Reading and tokenising chunks
+
+
+_ID_TABLE = BYTE_TO_ID.tobytes()
+_SOFT_TABLE = BYTE_IS_SOFT_MASKED.astype(np.uint8).tobytes()
+_NEWLINES = b"\r\n"
+
+
+def _checked(data: bytes, spec: "ChunkSpec") -> np.ndarray:
+    arr = np.frombuffer(data, dtype=np.uint8)
+    if arr.size != spec.end - spec.start:
+        raise InputError(f"{spec.source}, record {spec.chrom!r}: read {arr.size} bases at {spec.start}, "
+                         f"expected {spec.end - spec.start}; the index looks stale: delete "
+                         f"{spec.source}.fai (and .gzi) and retry")
+    return arr
+
+
+def fetch_codes(spec: "ChunkSpec", *, index_cache: str | None = None) -> np.ndarray:
+    """The ASCII codes of [start, end) of a record, as uint8 (newlines removed)."""
+    raw = fasta_reader(spec.source, index_cache=index_cache).raw(spec.chrom, spec.start, spec.end)
+    return _checked(raw.translate(None, _NEWLINES), spec)
+
+
+def tokenize_codes(codes: np.ndarray, *, source: str, chrom: str, start: int) -> np.ndarray:
+    """Official ids (uint8); soft-masked bases map like uppercase, IUPAC codes to N."""
+    try:
+        return encode_bytes(codes, where=f"{source}, record {chrom!r}", offset=start)
+    except TokenizerError as err:
+        raise InputError(str(err)) from None  # names file, record and 0-based position
+
+
+def read_chunk(spec: "ChunkSpec", *, keep_soft_mask: bool = False,
+               index_cache: str | None = None) -> dict[str, Any]:
+    """One chunk as a dict: chrom, start, split, segment_start, tokens (uint8 ids)[, soft_mask].
+
+    One C pass maps bytes to ids and drops newlines (`bytes.translate`); an id above N means a
+    byte that is not a nucleotide, and the tokenizer then names it.
+    """
+    raw = fasta_reader(spec.source, index_cache=index_cache).raw(spec.chrom, spec.start, spec.end)
+    tokens = _checked(raw.translate(_ID_TABLE, _NEWLINES), spec)
+    if tokens.size and tokens.max() > N:
+        tokenize_codes(_checked(raw.translate(None, _NEWLINES), spec),
+                       source=spec.source, chrom=spec.chrom, start=spec.start)
+        raise AssertionError("a byte mapped above N yet the tokenizer accepted it")  # unreachable
+    row: dict[str, Any] = {"chrom": spec.chrom, "start": spec.start, "split": spec.split,
+                           "segment_start": spec.segment_start, "tokens": tokens}
+    if keep_soft_mask:
+        row["soft_mask"] = _checked(raw.translate(_SOFT_TABLE, _NEWLINES), spec)
+    return row
+
+
+def chunks_table(specs: "Sequence[ChunkSpec]", *, keep_soft_mask: bool = False,
+                 index_cache: str | None = None, digest: bool = False):
+    """Read and tokenise `specs` into one pyarrow Table (the chunk schema, see `chunk_schema`)."""
+    import pyarrow as pa
+
+    rows = [read_chunk(s, keep_soft_mask=keep_soft_mask, index_cache=index_cache) for s in specs]
+    columns: dict[str, Any] = {
+        "chrom": pa.array([r["chrom"] for r in rows], pa.string()),
+        "start": pa.array([r["start"] for r in rows], pa.int64()),
+        "split": pa.array([r["split"] for r in rows], pa.string()),
+        "segment_start": pa.array([r["segment_start"] for r in rows], pa.int64()),
+        "tokens": binary_array([r["tokens"] for r in rows]),
+    }
+    if keep_soft_mask:
+        columns["soft_mask"] = binary_array([r["soft_mask"] for r in rows])
+    if digest:
+        columns["sha256"] = pa.array([hashlib.sha256(r["tokens"]).hexdigest() for r in rows], pa.string())
+    return pa.table(columns)
+
+
+def chunk_schema(*, keep_soft_mask: bool = False, digest: bool = False):
+    import pyarrow as pa
+
+    fields = [("chrom", pa.string()), ("start", pa.int64()), ("split", pa.string()),
+              ("segment_start", pa.int64()), ("tokens", pa.binary())]
+    if keep_soft_mask:
+        fields.append(("soft_mask", pa.binary()))
+    if digest:
+        fields.append(("sha256", pa.string()))
+    return pa.schema(fields)
+
+
+def binary_array(arrays: Sequence[np.ndarray]):
+    """A pyarrow binary array whose values are the bytes of uint8 arrays (one copy, no Python bytes)."""
+    import pyarrow as pa
+
+    lengths = np.fromiter((a.size for a in arrays), dtype=np.int64, count=len(arrays))
+    offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    if offsets[-1] >= 2**31:
+        raise ValueError("chunk batch over 2 GiB: lower chunk_size")  # internal: batches are bounded
+    data = np.concatenate(arrays) if arrays else np.zeros(0, np.uint8)
+    return pa.Array.from_buffers(pa.binary(), len(arrays),
+                                 [None, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data)])
+
+
+def column_arrays(column) -> list[np.ndarray]:
+    """uint8 numpy views of a pyarrow binary column (chunked or not), without copying."""
+    import pyarrow as pa
+
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    out = []
+    for arr in chunks:
+        if arr.null_count:
+            raise ValueError("null token array")  # never written by this module
+        if pa.types.is_large_binary(arr.type):
+            offsets = np.frombuffer(arr.buffers()[1], np.int64)[arr.offset: arr.offset + len(arr) + 1]
+        else:
+            offsets = np.frombuffer(arr.buffers()[1], np.int32)[arr.offset: arr.offset + len(arr) + 1]
+        data = np.frombuffer(arr.buffers()[2], np.uint8) if arr.buffers()[2] is not None else np.zeros(0, np.uint8)
+        out.extend(data[offsets[i]: offsets[i + 1]] for i in range(len(arr)))
+    return out

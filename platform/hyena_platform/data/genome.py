@@ -1,0 +1,311 @@
+"""The genome layout: which records, split how, cut into which chunks. Pure functions, no Ray.
+
+`plan_layout(cfg)` makes every check that needs no bases (files, indexes, names, selection,
+splits, BED) and returns a `GenomeLayout`; its `chunk_specs()` are then read and tokenised by
+`read_chunk` / `chunks_table` (from `hyena_platform.data.fasta`, re-exported here), where a
+character that is not a nucleotide is an error naming the file, the record and the position.
+
+Coordinates are 0-based, end-exclusive (BED style) everywhere.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from hyena_platform.data.config import SPLITS, DataConfig
+from hyena_platform.data.fasta import (  # noqa: F401 - re-exported: the genome API in one place
+    FastaReader,
+    binary_array,
+    chunk_schema,
+    chunks_table,
+    column_arrays,
+    fasta_compression,
+    fetch_codes,
+    index_paths,
+    inflate_backend,
+    open_fasta,
+    read_chunk,
+    tokenize_codes,
+)
+from hyena_platform.errors import InputError
+from hyena_platform.genome_assets import BUNDLED_GENOME
+
+
+def bundled_genome_path() -> Path:
+    """The V. cholerae O1 N16961 genome shipped in the package (bgzip, with .fai and .gzi)."""
+    return BUNDLED_GENOME
+
+
+# --------------------------------------------------------------------------------------------
+# Layout: what will be read, in which split
+
+
+@dataclass(frozen=True)
+class Record:
+    """One selected FASTA record."""
+
+    name: str
+    length: int
+    source: str  # the FASTA path
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A contiguous interval of one split; windows never cross a segment boundary."""
+
+    chrom: str
+    start: int
+    end: int
+    split: str
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class ChunkSpec:
+    """One chunk to read: [start, end) of `chrom` in `source`, inside the segment at `segment_start`."""
+
+    source: str
+    chrom: str
+    start: int
+    end: int
+    split: str
+    segment_start: int
+
+
+@dataclass(frozen=True)
+class GenomeLayout:
+    """Selected records and split segments; the same for a FASTA and the shards made from it."""
+
+    records: tuple[Record, ...]
+    segments: tuple[Segment, ...]
+    chunk_size: int
+    keep_soft_mask: bool
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(r.source for r in self.records))
+
+    def split_bases(self) -> dict[str, int]:
+        """Bases per split, for every split that has any."""
+        out: dict[str, int] = {}
+        for seg in self.segments:
+            out[seg.split] = out.get(seg.split, 0) + seg.length
+        return {s: out[s] for s in SPLITS if s in out}
+
+    def chrom_splits(self) -> dict[str, dict[str, int]]:
+        """Per chromosome: bases in each split."""
+        out: dict[str, dict[str, int]] = {r.name: {} for r in self.records}
+        for seg in self.segments:
+            per = out[seg.chrom]
+            per[seg.split] = per.get(seg.split, 0) + seg.length
+        return out
+
+    def chunk_specs(self) -> list[ChunkSpec]:
+        source = {r.name: r.source for r in self.records}
+        specs = []
+        for seg in self.segments:
+            for start in range(seg.start, seg.end, self.chunk_size):
+                end = min(start + self.chunk_size, seg.end)
+                specs.append(ChunkSpec(source[seg.chrom], seg.chrom, start, end, seg.split, seg.start))
+        return specs
+
+    def check_window(self, length: int, split: str) -> None:
+        """Raise InputError unless `split` exists and a window of `length` + 1 tokens fits in it."""
+        if split not in SPLITS:
+            raise InputError(f"unknown split {split!r}; splits are {', '.join(SPLITS)}")
+        segs = [s for s in self.segments if s.split == split]
+        if not segs:
+            have = ", ".join(f"{k} ({v:,} bp)" for k, v in self.split_bases().items())
+            raise InputError(f"split {split!r} is empty in this genome layout (splits: {have}); "
+                             "set valid_chroms/test_chroms or the BED split column")
+        if length < 1:
+            raise InputError(f"window length must be >= 1, got {length}")
+        longest = max(segs, key=lambda s: s.length)
+        if length + 1 > longest.length:
+            raise InputError(
+                f"window length {length:,} (+1 token for the shifted labels) is longer than every "
+                f"{split} sequence: the longest is {longest.chrom}:{longest.start}-{longest.end} "
+                f"({longest.length:,} bp); use a shorter stage length"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "chunk_size": self.chunk_size,
+            "keep_soft_mask": self.keep_soft_mask,
+            "records": [asdict(r) for r in self.records],
+            "segments": [asdict(s) for s in self.segments],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "GenomeLayout":
+        return cls(
+            records=tuple(Record(**r) for r in data["records"]),
+            segments=tuple(Segment(**s) for s in data["segments"]),
+            chunk_size=int(data["chunk_size"]),
+            keep_soft_mask=bool(data["keep_soft_mask"]),
+        )
+
+
+def plan_layout(cfg: DataConfig) -> GenomeLayout:
+    """Every check that needs no bases: files, indexes, names, selection, splits, BED."""
+    if cfg.shards is not None:
+        raise ValueError("plan_layout reads FASTA; a shard directory's layout is in its manifest")
+    # Absolute paths: Ray workers may not share the driver's working directory.
+    paths = [str(bundled_genome_path())] if cfg.uses_bundled_genome else [os.path.abspath(p) for p in cfg.fasta]
+    records = read_records(paths, index_cache=cfg.index_cache)
+    selected = select_records(records, include=cfg.include, exclude=cfg.exclude, min_length=cfg.min_length)
+    if cfg.bed is not None:
+        segments = read_bed(cfg.bed, all_records=records, selected=selected)
+    else:
+        segments = chromosome_splits(records, selected, valid=cfg.valid_chroms or [], test=cfg.test_chroms)
+    return GenomeLayout(tuple(selected), tuple(segments), cfg.chunk_size, cfg.keep_soft_mask)
+
+
+# --------------------------------------------------------------------------------------------
+# Records
+
+
+def read_records(paths: Sequence[str], *, index_cache: str | None = None) -> list[Record]:
+    """Records of every FASTA, in file order. Names must be unique across all files."""
+    if not paths:
+        raise InputError("no FASTA file given")
+    records: list[Record] = []
+    seen: dict[str, str] = {}
+    for path in paths:
+        fa = open_fasta(path, index_cache=index_cache)
+        names = list(fa.keys())
+        if not names:
+            raise InputError(f"{path}: empty FASTA: no record found")
+        for name in names:
+            if name in seen:
+                raise InputError(f"duplicate sequence name {name!r} in {seen[name]} and {path}; "
+                                 "every record needs a unique name across all FASTA files")
+            seen[name] = path
+            records.append(Record(name, int(fa.faidx.index[name].rlen), path))
+    if not any(r.length for r in records):
+        raise InputError(f"{', '.join(paths)}: every record is empty (0 bases)")
+    return records
+
+
+# --------------------------------------------------------------------------------------------
+# Selection and splits
+
+
+def _matches(name: str, patterns: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def select_records(records: Sequence[Record], *, include: Sequence[str], exclude: Sequence[str],
+                   min_length: int) -> list[Record]:
+    """Apply include/exclude (names or fnmatch patterns) and min_length; records of 0 bases go."""
+    names = [r.name for r in records]
+    for pattern in include:
+        if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
+            raise InputError(f"include entry {pattern!r} matches no FASTA record; records: {_few(names)}")
+    selected = [
+        r for r in records
+        if (not include or _matches(r.name, include)) and not _matches(r.name, exclude)
+        and r.length >= max(min_length, 1)
+    ]
+    if not selected:
+        raise InputError(f"no record left after include={list(include)} exclude={list(exclude)} "
+                         f"min_length={min_length}; records: {_few(names, records)}")
+    return selected
+
+
+def _few(names: Sequence[str], records: Sequence[Record] | None = None, limit: int = 8) -> str:
+    if records is not None:
+        names = [f"{r.name} ({r.length:,} bp)" for r in records]
+    more = f", ... ({len(names) - limit} more)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def chromosome_splits(records: Sequence[Record], selected: Sequence[Record], *,
+                      valid: Sequence[str], test: Sequence[str]) -> list[Segment]:
+    """Whole chromosomes as segments: valid/test by name or pattern, the rest train."""
+    chosen = {r.name for r in selected}
+    for key, patterns in (("valid_chroms", valid), ("test_chroms", test)):
+        for pattern in patterns:
+            hits = [r.name for r in records if fnmatch.fnmatchcase(r.name, pattern)]
+            if not hits:
+                raise InputError(f"{key} entry {pattern!r} matches no FASTA record; records: "
+                                 f"{_few([r.name for r in records])}")
+            if not any(h in chosen for h in hits):
+                raise InputError(
+                    f"{key} entry {pattern!r} names {', '.join(hits)}, removed by include/exclude/"
+                    f"min_length, so that split ends up empty"
+                )
+    segments = []
+    for r in selected:
+        split = "valid" if _matches(r.name, valid) else "test" if _matches(r.name, test) else "train"
+        segments.append(Segment(r.name, 0, r.length, split))
+    if not any(s.split == "train" for s in segments):
+        raise InputError(f"the train split ends up empty: every selected record "
+                         f"({_few([r.name for r in selected])}) is in valid_chroms or test_chroms")
+    return segments
+
+
+def read_bed(path: str, *, all_records: Sequence[Record], selected: Sequence[Record]) -> list[Segment]:
+    """Intervals `chrom start end split` (tab or space separated, extra columns ignored).
+
+    Lines starting with '#', 'track' or 'browser' and a header line `chrom start end split` are
+    skipped. Intervals on records removed by include/exclude/min_length are dropped; a split that
+    had intervals and loses all of them that way is an error.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{path}: BED file not found")
+    lengths = {r.name: r.length for r in all_records}
+    chosen = {r.name for r in selected}
+    rows: list[tuple[str, int, int, str, int]] = []
+    with open(p, encoding="utf-8", errors="replace") as f:
+        for lineno, line in enumerate(f, 1):
+            text = line.strip()
+            if not text or text.startswith(("#", "track", "browser")):
+                continue
+            cols = text.split("\t") if "\t" in text else text.split()
+            if len(cols) < 4:
+                raise InputError(f"{path}:{lineno}: expected 4 columns chrom, start, end, split; "
+                                 f"got {len(cols)}: {text[:80]!r}")
+            chrom, start_s, end_s, split = (c.strip() for c in cols[:4])
+            if lineno == 1 and start_s.lower() == "start":
+                continue  # header
+            try:
+                start, end = int(start_s), int(end_s)
+            except ValueError:
+                raise InputError(f"{path}:{lineno}: start and end must be integers, "
+                                 f"got {start_s!r} {end_s!r}") from None
+            if chrom not in lengths:
+                raise InputError(f"{path}:{lineno}: chromosome {chrom!r} is not in the FASTA; "
+                                 f"records: {_few(list(lengths))}")
+            if start < 0 or end <= start:
+                raise InputError(f"{path}:{lineno}: interval {chrom}:{start}-{end} must have "
+                                 f"0 <= start < end")
+            if end > lengths[chrom]:
+                raise InputError(f"{path}:{lineno}: interval {chrom}:{start}-{end} ends past the "
+                                 f"end of {chrom} ({lengths[chrom]:,} bp)")
+            if split not in SPLITS:
+                raise InputError(f"{path}:{lineno}: split {split!r} must be one of {', '.join(SPLITS)}")
+            rows.append((chrom, start, end, split, lineno))
+    if not rows:
+        raise InputError(f"{path}: BED file has no interval")
+    order = {r.name: i for i, r in enumerate(all_records)}
+    rows.sort(key=lambda r: (order[r[0]], r[1]))
+    for prev, cur in zip(rows, rows[1:]):
+        if prev[0] == cur[0] and cur[1] < prev[2]:
+            raise InputError(f"{path}:{cur[4]}: interval {cur[0]}:{cur[1]}-{cur[2]} overlaps "
+                             f"line {prev[4]} ({prev[0]}:{prev[1]}-{prev[2]})")
+    kept = [Segment(c, s, e, sp) for c, s, e, sp, _ in rows if c in chosen]
+    for split in SPLITS:
+        had = [r[0] for r in rows if r[3] == split]
+        if had and not any(s.split == split for s in kept):
+            raise InputError(f"{path}: split {split!r} ends up empty: its intervals are on "
+                             f"{', '.join(sorted(set(had)))}, removed by include/exclude/min_length")
+    return kept

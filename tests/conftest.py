@@ -1,0 +1,57 @@
+"""Shared fixtures: one real local Ray for the whole session, and the bundled genome.
+
+Integration tests take `ray_cluster` (mark them ``@pytest.mark.integration``); Ray starts once,
+on first use, with 2 CPUs and no dashboard, and stops at the end of the session. Functions sent
+to Ray tasks must live in an importable module (hyena / hyena_platform), not in a test file:
+Ray workers cannot import test modules.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def bundled_genome() -> Path:
+    """The bundled V. cholerae N16961 genome: bgzip FASTA with .fai and .gzi (chrI, chrII)."""
+    from hyena_platform.genome_assets import BUNDLED_GENOME
+
+    assert BUNDLED_GENOME.exists(), BUNDLED_GENOME
+    return BUNDLED_GENOME
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A real local Ray (2 CPUs, 1 GiB object store), shared by every test of the session."""
+    import ray
+    import ray.data
+
+    if not ray.is_initialized():
+        ray.init(
+            address="local",
+            num_cpus=2,
+            include_dashboard=False,
+            object_store_memory=1 << 30,
+            log_to_driver=False,
+            logging_level="WARNING",
+        )
+        started = True
+    else:
+        started = False
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    yield ray
+    if started:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def bundled_chunks(ray_cluster):
+    """The bundled genome as a materialised chunk Dataset (`load_chunks(DataConfig())`)."""
+    from hyena_platform.data.config import DataConfig
+    from hyena_platform.data.pipeline import load_chunks
+
+    return load_chunks(DataConfig())
