@@ -16,7 +16,12 @@ from hyena_platform.errors import HyenaPlatformError
 
 # name -> (module, help). Each module defines add_arguments(parser) and run(args) -> int.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("hyena_platform.commands.demo", "the whole platform on embedded defaults: pretrain, register, score chrII, plot"),
     "info": ("hyena_platform.commands.info", "show versions, the released model variants and the bundled genome"),
+    "pretrain": ("hyena_platform.commands.pretrain", "pretrain HyenaDNA on Ray Train with sequence-length warm-up, tracked in MLflow"),
+    "shard": ("hyena_platform.commands.shard", "tokenise FASTA into Parquet shards with a manifest (Ray Data)"),
+    "score": ("hyena_platform.commands.score", "score whole chromosomes per base on Ray: log-likelihood tracks, resumable"),
+    "submit": ("hyena_platform.commands.submit", "submit a job YAML to a Ray cluster's job server, follow its logs, exit with its outcome"),
 }
 
 

@@ -1,0 +1,30 @@
+"""`hyena demo`: pretrain, register and score on embedded defaults (see hyena_platform.demo)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workdir", default="hyena-demo",
+                        help="directory for every output: MLflow store, checkpoints, scores, pictures (default: %(default)s)")
+    parser.add_argument("--fresh", action="store_true", help="delete the work directory and start over")
+    parser.add_argument("--quick", action="store_true", help="a few training steps only (a smoke test, about 2 minutes)")
+
+
+def run(args: argparse.Namespace) -> int:
+    # Keep Ray's own console chatter (progress bars of internal operators, worker logs) out of the
+    # demo's terminal; our progress lines say what is happening.
+    os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+    import ray.data  # noqa: F401  (configures its loggers on import; quiet them afterwards)
+
+    from hyena_platform.demo import run_demo
+
+    for name in ("ray.data", "ray.train", "ray.tune", "mlflow"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+    result = run_demo(args.workdir, fresh=args.fresh, quick=args.quick)
+    print(result.summary())
+    return 0

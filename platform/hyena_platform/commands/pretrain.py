@@ -1,0 +1,66 @@
+"""`hyena pretrain JOB.yaml [--set key=value ...] [--fresh]`: pretrain on Ray Train, track in MLflow.
+
+Rerunning the same job (same checkpoint.storage_path and run name) resumes from its last
+checkpoint; a finished run is reused; --fresh starts over.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from typing import Any
+
+from hyena_platform.cli import add_job_arguments
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_job_arguments(parser)
+    parser.add_argument("--fresh", action="store_true",
+                        help="start over: delete this run's checkpoints and start a new MLflow run")
+    parser.add_argument("--ray-logs", action="store_true",
+                        help="forward Ray's worker and controller logs to this terminal")
+
+
+def run(args: argparse.Namespace) -> int:
+    from hyena_platform.train.config import load_job
+
+    job = load_job(args.job, args.overrides)  # a config error stops here, before Ray or MLflow load
+    from hyena_platform.train.launch import run_pretrain
+
+    result = run_pretrain(job, source=args.job, fresh=args.fresh, progress=print_progress,
+                          ray_logs=args.ray_logs)
+    if result.reused:
+        print(f"run {result.run_name!r} had already finished; nothing to train (use --fresh to start over)")
+    print()
+    print(result.table())
+    tps = f"{result.tokens_per_s:,.0f}" if result.tokens_per_s else "-"
+    print(f"\nregistered {result.version_uri} (alias {result.model_uri}); median {tps} tokens/s")
+    print(f"MLflow run {result.run_id} in {result.tracking_uri}")
+    print(f"checkpoint {result.checkpoint_path}")
+    return 0
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def print_progress(event: dict[str, Any], stream=None) -> None:
+    """One line per report: stage, step, loss, tokens/s, ETA; one per validation."""
+    out = stream or sys.stdout
+    for step in event.get("resumed_from") or ():
+        print(f"resumed from the checkpoint at step {step}", file=out)
+    if event.get("event") == "stopped":
+        print(f"stopped: {event.get('message')}", file=out)
+    if event.get("loss") is not None:
+        tps = event.get("tokens_per_s") or 0.0
+        print(f"[stage {event['stage'] + 1}/{event['n_stages']} L={event['seq_len']}] "
+              f"step {event['step']}/{event['total_steps']}  loss {event['loss']:.4f}  "
+              f"{tps:,.0f} tok/s  ETA {_duration(event.get('eta_s'))}", file=out)
+    for v in event.get("val") or ():
+        print(f"  held-out L={v['seq_len']} at step {v['step']}: loss {v['loss']:.4f}  "
+              f"perplexity {v['perplexity']:.4f}  {v['bits_per_base']:.4f} bits/base", file=out)
+    out.flush()

@@ -1,0 +1,94 @@
+"""`hyena score JOB.yaml [--set key=value ...] [--overwrite] [--fresh]`: per-base scores on Ray.
+
+Rerunning the same job resumes: chunks already written are skipped (--fresh starts over). An
+output directory holding scores of another model or config is refused unless --overwrite (or
+output.overwrite: true).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from typing import Any
+
+from hyena_platform.cli import add_job_arguments
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_job_arguments(parser)
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace results of a different model or config in output.path "
+                             "(the same job always resumes)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="start over: delete this job's finished chunks instead of resuming")
+    parser.add_argument("--ray-logs", action="store_true",
+                        help="forward Ray's worker logs to this terminal")
+    parser.add_argument("--ray-progress", action="store_true",
+                        help="show Ray Data's progress bars instead of one line per few chunks")
+
+
+def run(args: argparse.Namespace) -> int:
+    from hyena_platform.score.config import load_job
+    from hyena_platform.score.pipeline import run_score
+
+    job = load_job(args.job, args.overrides)
+    result = run_score(job, source=args.job, overwrite=args.overwrite, fresh=args.fresh,
+                       progress=None if args.ray_progress else ProgressPrinter(),
+                       ray_logs=args.ray_logs, ray_progress=args.ray_progress)
+    print()
+    print(result.table())
+    if result.chunks_scored:
+        print(f"\nscored {result.bases_scored:,} bases in {result.timings['score_wall_s']:.1f} s "
+              f"({result.bases_per_s:,.0f} bases/s; task time read {result.timings['read_s']:.1f} s, "
+              f"model {result.timings['model_s']:.1f} s, write {result.timings['write_s']:.1f} s)")
+    else:
+        print("\nevery chunk was already scored; coverage checked, exports rewritten")
+    print(f"scores   {result.output / 'scores'}  (Parquet, partitioned by chrom)")
+    if result.track:
+        print(f"track    {result.track}")
+    if result.bins:
+        print(f"bins     {result.bins}")
+    print(f"manifest {result.manifest}")
+    if result.run_id:
+        print(f"MLflow run {result.run_id} in {result.tracking_uri}")
+    return 0
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class ProgressPrinter:
+    """One line per event, chunk lines at most every `every_s` seconds (and the last one)."""
+
+    def __init__(self, stream=None, every_s: float = 5.0):
+        self.stream, self.every_s, self.last = stream, every_s, float("-inf")
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        import time
+
+        out = self.stream or sys.stdout
+        kind = event.get("event")
+        if kind == "start":
+            skipped = event["chunks"] - event["pending"]
+            print(f"scoring {event['bases']:,} bases with {event['model']} (window {event['window']:,}, "
+                  f"stride {event['stride']:,}) in {event['chunks']} chunk(s) -> {event['output']}", file=out)
+            if skipped and event["pending"]:
+                print(f"resuming: {skipped} chunk(s) already written, {event['pending']} to go", file=out)
+            elif skipped:
+                print("every chunk is already written", file=out)
+        elif kind == "chunk":
+            now = time.monotonic()
+            if now - self.last < self.every_s and event["done"] < event["total"]:
+                return
+            self.last = now
+            print(f"[{event['done']}/{event['total']} chunks] {event['chrom']}:{event['start']:,}-"
+                  f"{event['end']:,}  {event['bases_per_s']:,.0f} bases/s  ETA {_duration(event.get('eta_s'))}",
+                  file=out)
+        elif kind == "finalize":
+            print("checking coverage, writing bins and the track", file=out)
+        out.flush()

@@ -1,0 +1,38 @@
+"""`hyena submit JOB.yaml [--address URL] [--no-wait] [--set key=value ...] [--fresh] [--overwrite]`.
+
+Validates the job file here, submits `hyena <pretrain|score|shard> JOB.yaml --set ...` to a
+Ray cluster's job server with the file's ``submission:`` settings, follows the logs and exits
+with the job's outcome. See hyena_platform.submit.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from hyena_platform.cli import add_job_arguments
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_job_arguments(parser)
+    parser.add_argument("--address", metavar="URL",
+                        help="the cluster's job server (default: $RAY_API_SERVER_ADDRESS, $RAY_ADDRESS, "
+                             "else http://127.0.0.1:8265, where `ray attach cluster/aws.yaml -p 8265` forwards the head's)")
+    parser.add_argument("--no-wait", action="store_true",
+                        help="return once the job is submitted instead of following its logs")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="validate the job and print what would be submitted; contact no cluster")
+    parser.add_argument("--fresh", action="store_true",
+                        help="passed to the job: start over instead of resuming (pretrain, score)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="passed to the job: replace existing output (score, shard)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from hyena_platform.submit import build_request, submit
+
+    flags = [flag for flag, on in (("--fresh", args.fresh), ("--overwrite", args.overwrite)) if on]
+    request = build_request(args.job, args.overrides, flags)
+    if args.dry_run:
+        print(request.describe())
+        return 0
+    return submit(request, address=args.address, wait=not args.no_wait)

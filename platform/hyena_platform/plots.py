@@ -1,0 +1,105 @@
+"""Pictures people would rather look at than read: the loss curve and a per-base score track.
+
+matplotlib is imported inside each function with the non-interactive Agg backend, so importing
+this module costs nothing and no display is ever needed. Files are written to a temporary name
+and renamed, so a crash never leaves a truncated PNG behind.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    os.replace(tmp, path)
+    return path
+
+
+def plot_training(
+    path: str | Path,
+    *,
+    train: Sequence[tuple[int, float]],
+    val: Sequence[tuple[int, float]],
+    stage_starts: Sequence[tuple[int, int]],
+    baselines: dict[str, float] | None = None,
+    title: str = "HyenaDNA pretraining",
+) -> Path:
+    """Training and held-out loss (nats/token) by step, stage boundaries as labelled lines.
+
+    `stage_starts` are (first step, sequence length) per stage; `baselines` maps a label (e.g.
+    "k=5 Markov") to its held-out loss at the final stage, drawn as dotted horizontals.
+    """
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    if train:
+        steps, losses = zip(*sorted(train))
+        ax.plot(steps, losses, lw=1.0, color="tab:blue", alpha=0.8, label="train loss")
+    if val:
+        steps, losses = zip(*sorted(val))
+        ax.plot(steps, losses, "o-", color="tab:red", ms=4, label="held-out loss (chrII)")
+    top = ax.get_ylim()[1]
+    for step, length in stage_starts:
+        ax.axvline(step, color="0.6", lw=0.8, ls="--")
+        ax.text(step, top, f" L={length}", va="top", ha="left", fontsize=8, color="0.35")
+    for i, (label, value) in enumerate(sorted((baselines or {}).items())):
+        ax.axhline(value, ls=":", lw=1.0, color=f"C{i + 2}", label=f"{label} (held-out)")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("cross-entropy (nats per base)")
+    ax.set_title(title)
+    ax.legend(loc="upper right", fontsize=8)
+    ax.grid(alpha=0.3)
+    try:
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def plot_track(
+    path: str | Path,
+    *,
+    chrom: str,
+    positions: np.ndarray,
+    values: np.ndarray,
+    label: str = "log P(ref base | upstream)",
+    smooth: int = 50,
+) -> Path:
+    """Per-base score over a region, raw (light) and as a centred running mean of `smooth` bases.
+    Null scores (N bases) are gaps."""
+    plt = _figure()
+    positions = np.asarray(positions)
+    values = np.asarray(values, dtype=float)
+    fig, ax = plt.subplots(figsize=(10, 3.5))
+    ax.plot(positions, values, lw=0.4, color="0.7", label="per base")
+    if smooth > 1 and values.size >= smooth:
+        finite = np.isfinite(values)
+        kernel = np.ones(smooth)
+        sums = np.convolve(np.where(finite, values, 0.0), kernel, mode="same")
+        counts = np.convolve(finite.astype(float), kernel, mode="same")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ax.plot(positions, sums / counts, lw=1.2, color="tab:purple", label=f"mean of {smooth} bases")
+    ax.set_xlabel(f"{chrom} position (0-based)")
+    ax.set_ylabel(label)
+    ax.set_title(f"{label}, {chrom}:{int(positions[0]):,}-{int(positions[-1]) + 1:,}" if positions.size else label)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3)
+    try:
+        return _save(fig, path)
+    finally:
+        plt.close(fig)

@@ -1,0 +1,209 @@
+"""The scoring job (`hyena score JOB.yaml`): one YAML file -> a tree of frozen dataclasses.
+
+Sections: ``model`` (ModelSection), ``data`` (hyena_platform.data.config.DataConfig: which FASTA
+and which records), ``target`` (TargetSection: regions), ``window`` (WindowSection), ``compute``
+(ComputeSection: the actor pool), ``output`` (OutputSection), ``tracking`` (TrackingSection)
+and ``submission`` (read by `hyena submit` only).
+Each component receives only its own section. Checks that need the model (the window against
+its l_max) or the genome (regions against chromosome lengths) run in `plan_job`, still before
+any work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+from hyena_platform.config import apply_overrides, from_mapping, load_yaml_mapping, to_dict
+from hyena_platform.data.config import DataConfig
+from hyena_platform.submit import SubmissionSection
+from hyena_platform.tracking import DEFAULT_URI, TrackingConfig
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    """The model to score with."""
+
+    # models:/NAME@ALIAS, models:/NAME/VERSION (looked up in tracking.uri), a checkpoint
+    # directory of ours, or any layout hyena.from_pretrained reads (official, HF port, MultiMolecule).
+    uri: str
+
+    def validate(self) -> None:
+        if not self.uri.strip():
+            raise ValueError("model.uri is empty; give models:/NAME@ALIAS, models:/NAME/VERSION or "
+                             "a checkpoint directory")
+
+
+@dataclass(frozen=True)
+class TargetSection:
+    """What to score. Both empty: every record that data.include/exclude/min_length select."""
+
+    regions: list[str] = field(default_factory=list)  # "chrII" or "chrII:100000-200000" (0-based, end-exclusive)
+    bed: str | None = None  # BED file: chrom, start, end per line (extra columns ignored)
+
+    def validate(self) -> None:
+        if self.regions and self.bed is not None:
+            raise ValueError("set target.regions or target.bed, not both")
+
+
+@dataclass(frozen=True)
+class WindowSection:
+    """Window W and stride S (see hyena_platform.score.windows for the exact definition)."""
+
+    size: int | None = None  # W, tokens per model call; null: the model's l_max - 2
+    stride: int | None = None  # S, bases scored per window; null: W // 2. Context >= W - S.
+    reverse_strand: bool = False  # also score the reverse complement; adds *_rc and *_mean columns
+    probabilities: bool = False  # add p_a, p_c, p_g, p_t columns
+
+    def validate(self) -> None:
+        if self.size is not None and self.size < 1:
+            raise ValueError(f"window.size must be >= 1, got {self.size}")
+        if self.stride is not None and self.stride < 1:
+            raise ValueError(f"window.stride must be >= 1, got {self.stride}")
+        if self.size is not None and self.stride is not None and self.stride > self.size:
+            raise ValueError(
+                f"window.stride={self.stride} is larger than window.size={self.size}: bases between "
+                f"windows would never be scored; use a stride of at most {self.size}"
+            )
+
+    def resolve(self, l_max: int) -> tuple[int, int]:
+        """(W, S) for a model of maximum length `l_max`; ValueError if W does not fit."""
+        limit = l_max - 2
+        size = self.size if self.size is not None else limit
+        if size > limit:
+            raise ValueError(
+                f"window.size={size:,} is larger than this model's l_max - 2 = {limit:,} "
+                f"(l_max {l_max:,} minus 2 special tokens); use window.size <= {limit:,} or a "
+                f"longer-context model"
+            )
+        if size < 1:
+            raise ValueError(f"this model's l_max {l_max} leaves no room for a window")
+        stride = self.stride if self.stride is not None else max(1, size // 2)
+        if stride > size:
+            raise ValueError(f"window.stride={stride:,} is larger than the window ({size:,} "
+                             f"bases, from the model's l_max); use a stride of at most {size:,}")
+        return size, stride
+
+
+@dataclass(frozen=True)
+class ComputeSection:
+    """The actor pool of model replicas (Ray Data map_batches)."""
+
+    replicas: int = 1  # model replicas (actors)
+    batch_size: int = 16  # windows per model call
+    cpus_per_replica: float = 1.0  # CPUs reserved per replica; fractional values are fine
+    gpus_per_replica: float = 0.0  # > 0: replicas run on CUDA; 0.25 = four replicas per GPU
+    threads_per_replica: int | None = None  # torch threads; null = max(1, int(cpus_per_replica))
+    writers: int = 1  # Parquet-writing actors (replicas read their own FASTA spans)
+    cpus_per_writer: float = 0.25  # CPUs reserved per writer actor
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast on GPU (scores stay float32)
+
+    def validate(self) -> None:
+        if self.replicas < 1 or self.batch_size < 1 or self.writers < 1:
+            raise ValueError("compute.replicas, compute.batch_size and compute.writers must be >= 1")
+        if self.cpus_per_replica <= 0 and self.gpus_per_replica <= 0:
+            raise ValueError("compute.cpus_per_replica must be > 0 (or give gpus_per_replica)")
+        if self.cpus_per_replica < 0 or self.gpus_per_replica < 0 or self.cpus_per_writer < 0:
+            raise ValueError("compute CPU and GPU amounts must be >= 0")
+        if self.threads_per_replica is not None and self.threads_per_replica < 1:
+            raise ValueError(f"compute.threads_per_replica must be >= 1, got {self.threads_per_replica}")
+        if self.precision == "bf16" and self.gpus_per_replica <= 0:
+            raise ValueError("compute.precision=bf16 needs compute.gpus_per_replica > 0 (on CPU "
+                             "bf16 is slower and less exact); use fp32")
+
+    @property
+    def torch_threads(self) -> int:
+        return self.threads_per_replica or max(1, int(self.cpus_per_replica))
+
+    @property
+    def device(self) -> str:
+        return "cuda" if self.gpus_per_replica > 0 else "cpu"
+
+
+@dataclass(frozen=True)
+class OutputSection:
+    """Where results go. A directory on a filesystem every Ray node can reach (NFS, EFS, ...)."""
+
+    path: str  # the output directory (scores/, bins.parquet, the track, _manifest.json)
+    overwrite: bool = False  # replace results of a different model or config (else refused)
+    chunk_size: int = 1 << 20  # bases per Parquet file; the unit of resuming. A multiple of the stride.
+    track: str | None = "log_prob"  # column exported as a genome-browser track; null: none
+    track_format: Literal["bigwig", "bedgraph"] = "bigwig"  # bigWig (pyBigWig) or bedGraph text
+    bin_size: int = 10_000  # per-bin summaries in bins.parquet; 0: none
+
+    def validate(self) -> None:
+        if not self.path:
+            raise ValueError("output.path is empty")
+        if self.chunk_size < 1:
+            raise ValueError(f"output.chunk_size must be >= 1, got {self.chunk_size}")
+        if self.bin_size < 0:
+            raise ValueError(f"output.bin_size must be >= 0, got {self.bin_size}")
+
+
+@dataclass(frozen=True)
+class TrackingSection:
+    """MLflow: the scoring run (linked to the model version) and the registry for models:/ URIs."""
+
+    uri: str = DEFAULT_URI  # MLflow tracking URI, also the registry that models:/ URIs are read from
+    experiment: str = "hyena-score"  # MLflow experiment of the scoring runs
+    log_run: bool = True  # false: no MLflow run (models:/ URIs still resolve against uri)
+
+    def config(self) -> TrackingConfig:
+        return TrackingConfig(uri=self.uri, experiment=self.experiment).resolved()
+
+
+# DataConfig fields that only shape training splits and windows.
+_TRAINING_ONLY = ("valid_chroms", "test_chroms", "chunk_size", "max_n_fraction", "reverse_complement",
+                  "seed", "keep_soft_mask")
+
+
+@dataclass(frozen=True)
+class ScoreJob:
+    model: ModelSection
+    output: OutputSection
+    data: DataConfig = field(default_factory=DataConfig)
+    target: TargetSection = field(default_factory=TargetSection)
+    window: WindowSection = field(default_factory=WindowSection)
+    compute: ComputeSection = field(default_factory=ComputeSection)
+    tracking: TrackingSection = field(default_factory=TrackingSection)
+    address: str | None = None  # Ray cluster; null: $RAY_ADDRESS, else a local Ray
+    # `hyena submit` settings (runtime_env, entrypoint resources, id, metadata); ignored by `hyena score`.
+    submission: SubmissionSection = field(default_factory=SubmissionSection)
+
+    def validate(self) -> None:
+        d = self.data
+        if d.shards is not None:
+            raise ValueError("data.shards: scoring reads FASTA directly (random access by pyfaidx); "
+                             "set data.fasta to the FASTA the shards were made from")
+        if d.bed is not None:
+            raise ValueError("data.bed holds training splits; give the regions to score in "
+                             "target.bed (chrom, start, end) instead")
+        reference = DataConfig(fasta=d.fasta)
+        for name in _TRAINING_ONLY:
+            if getattr(d, name) != getattr(reference, name):
+                raise ValueError(
+                    f"data.{name} has no effect when scoring (it shapes training splits or windows); "
+                    "remove it. Scoring uses data.fasta, include, exclude, min_length, index_cache"
+                )
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+
+def load_job(path: str | Path, overrides: Sequence[str] = ()) -> ScoreJob:
+    """Read, override and validate a scoring job file; ConfigError on any problem."""
+    source = str(path)
+    data = load_yaml_mapping(path)
+    apply_overrides(data, overrides, source=source)
+    return job_from_mapping(data, source=source)
+
+
+def job_from_mapping(data: dict[str, Any], *, source: str = "<job>") -> ScoreJob:
+    return from_mapping(ScoreJob, data, source=source)
+
+
+def replace(job: ScoreJob, **sections: Any) -> ScoreJob:
+    """A copy with whole sections replaced (``replace(job, output=...)``)."""
+    return dataclasses.replace(job, **sections)

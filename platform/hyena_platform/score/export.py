@@ -1,0 +1,271 @@
+"""After scoring: the coverage check, per-chromosome statistics, per-bin summaries, and the
+bedGraph or bigWig track. One streaming pass over the chunk files, chromosome by chromosome.
+
+Coverage: for every chromosome, its chunk files, read in position order, must hold the positions
+of its scored regions exactly once, in order (so the count equals the chromosome length when the
+whole chromosome was scored); any gap, overlap, stray file or wrong row is a CoverageError.
+
+bigWig is written with pyBigWig (the maintained Python binding of Jim Kent's libBigWig, used by
+deepTools); N bases (null scores) are left out, so genome browsers show gaps there.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from hyena_platform.errors import HyenaPlatformError
+from hyena_platform.score.output import BINS_NAME, SCORES_DIR, chunk_path, partition_dir
+from hyena_platform.score.windows import Chunk, Region
+
+TRACK_SUFFIX = {"bigwig": ".bw", "bedgraph": ".bedGraph"}
+
+
+class CoverageError(HyenaPlatformError):
+    """The output does not hold every scored position exactly once."""
+
+
+@dataclass
+class ChromStats:
+    name: str
+    length: int
+    regions: list[tuple[int, int]]
+    bases: int = 0  # positions present
+    scored: int = 0  # positions with a score (not N)
+    sum_log_prob: float = 0.0
+    sum_entropy: float = 0.0
+    sum_log_prob_mean: float | None = None  # with the reverse strand
+
+    @property
+    def expected(self) -> int:
+        return sum(e - s for s, e in self.regions)
+
+    @property
+    def mean_log_likelihood(self) -> float:
+        return self.sum_log_prob / self.scored if self.scored else float("nan")
+
+    @property
+    def perplexity(self) -> float:
+        return math.exp(-self.mean_log_likelihood) if self.scored else float("nan")
+
+    def to_dict(self) -> dict:
+        out = {
+            "name": self.name, "length": self.length, "regions": [list(r) for r in self.regions],
+            "expected_bases": self.expected, "bases": self.bases, "scored_bases": self.scored,
+            "n_bases": self.bases - self.scored,
+            "coverage": self.bases / self.expected if self.expected else 1.0,
+            "mean_log_likelihood": _finite(self.mean_log_likelihood),
+            "perplexity": _finite(self.perplexity),
+            "bits_per_base": _finite(-self.mean_log_likelihood / math.log(2)) if self.scored else None,
+            "mean_entropy": _finite(self.sum_entropy / self.scored) if self.scored else None,
+        }
+        if self.sum_log_prob_mean is not None and self.scored:
+            out["mean_log_likelihood_both_strands"] = self.sum_log_prob_mean / self.scored
+        return out
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+@dataclass
+class FinalizeResult:
+    chromosomes: list[ChromStats]
+    track: Path | None
+    bins: Path | None
+    seconds: float = 0.0
+    files: int = 0
+
+
+def finalize(root: str | Path, regions: Sequence[Region], chunks: Sequence[Chunk], *,
+             track: str | None, track_format: str, bin_size: int) -> FinalizeResult:
+    """Check coverage and write bins and the track. Raises CoverageError naming the problem."""
+    import time
+
+    import pyarrow.parquet as pq
+
+    t0 = time.perf_counter()
+    root = Path(root)
+    by_chrom: dict[str, list[Chunk]] = {}
+    for c in chunks:
+        by_chrom.setdefault(c.chrom, []).append(c)
+    stats = {}
+    for r in regions:
+        s = stats.setdefault(r.chrom, ChromStats(r.chrom, r.length, []))
+        s.regions.append((r.start, r.end))
+    _check_no_stray_files(root, by_chrom)
+    writer = _TrackWriter(root, track, track_format, [(s.name, s.length) for s in stats.values()]) \
+        if track else None
+    bins = _Bins(bin_size) if bin_size else None
+    files = 0
+    try:
+        for chrom, chrom_chunks in by_chrom.items():
+            st = stats[chrom]
+            expected_next = None
+            for c in sorted(chrom_chunks, key=lambda c: c.start):
+                path = chunk_path(root, c)
+                if not path.exists():
+                    raise CoverageError(f"{chrom}:{c.start}-{c.end}: chunk file {path} is missing")
+                cols = ["pos", "log_prob", "entropy"]
+                if "log_prob_mean" in pq.read_schema(path).names:
+                    cols.append("log_prob_mean")
+                if track and track not in cols:
+                    cols.append(track)
+                table = pq.read_table(path, columns=cols)
+                files += 1
+                pos = table["pos"].to_numpy()
+                if pos.shape[0] != c.bases or pos[0] != c.start or pos[-1] != c.end - 1 or \
+                        (pos.shape[0] > 1 and not np.all(np.diff(pos) == 1)):
+                    raise CoverageError(f"{path}: positions are not exactly {c.start}..{c.end - 1} once each")
+                if expected_next is not None and c.start < expected_next:
+                    raise CoverageError(f"{chrom}: chunk {c.name} overlaps the previous chunk")
+                expected_next = c.end
+                lp = _floats(table["log_prob"])
+                valid = ~np.isnan(lp)
+                st.bases += pos.shape[0]
+                st.scored += int(valid.sum())
+                st.sum_log_prob += float(lp[valid].sum(dtype=np.float64))
+                st.sum_entropy += float(_floats(table["entropy"])[valid].sum(dtype=np.float64))
+                if "log_prob_mean" in table.column_names:
+                    st.sum_log_prob_mean = (st.sum_log_prob_mean or 0.0) + \
+                        float(_floats(table["log_prob_mean"])[valid].sum(dtype=np.float64))
+                if bins is not None:
+                    bins.add(chrom, pos, table, valid)
+                if writer is not None:
+                    writer.add(chrom, pos, _floats(table[track]))
+            if st.bases != st.expected:
+                raise CoverageError(f"{chrom}: {st.bases:,} positions present, {st.expected:,} expected")
+    except BaseException:
+        if writer is not None:
+            writer.close(keep=False)
+        raise
+    if writer is not None:
+        writer.close()
+    bins_path = bins.write(root / BINS_NAME) if bins is not None else None
+    return FinalizeResult(list(stats.values()), writer.path if writer else None, bins_path,
+                          time.perf_counter() - t0, files)
+
+
+def _floats(column) -> np.ndarray:
+    """A float32 column as numpy with NaN for nulls."""
+    return column.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+
+
+def _check_no_stray_files(root: Path, by_chrom: dict[str, list[Chunk]]) -> None:
+    scores = root / SCORES_DIR
+    if not scores.is_dir():
+        return
+    planned = {chunk_path(root, c) for cs in by_chrom.values() for c in cs}
+    dirs = {partition_dir(root, chrom) for chrom in by_chrom}
+    for d in scores.iterdir():
+        if d not in dirs:
+            raise CoverageError(f"{d}: a partition that this job does not score")
+        for f in d.glob("*.parquet"):
+            if f not in planned:
+                raise CoverageError(f"{f}: a chunk file that this job does not score")
+
+
+class _Bins:
+    """Sums per (chrom, bin) of the scored columns, written as bins.parquet."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.rows: dict[str, dict[str, np.ndarray]] = {}
+
+    def add(self, chrom: str, pos: np.ndarray, table, valid: np.ndarray) -> None:
+        idx = pos // self.size
+        first = int(idx[0])
+        local = idx - first
+        n = int(local[-1]) + 1
+        acc = {"bases": np.bincount(local, minlength=n).astype(np.int64),
+               "scored": np.bincount(local, weights=valid, minlength=n).astype(np.int64)}
+        for name in table.column_names:
+            if name == "pos":
+                continue
+            v = _floats(table[name]).astype(np.float64)
+            acc["sum_" + name] = np.bincount(local[valid], weights=v[valid], minlength=n)
+        per = self.rows.setdefault(chrom, {})
+        for key, values in acc.items():
+            cur = per.get(key)
+            if cur is None:
+                per[key] = np.zeros(0, values.dtype)
+                cur = per[key]
+            need = first + n
+            if cur.shape[0] < need:
+                cur = np.concatenate([cur, np.zeros(need - cur.shape[0], cur.dtype)])
+            cur[first:first + n] += values
+            per[key] = cur
+
+    def write(self, path: Path) -> Path:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        tables = []
+        for chrom, per in self.rows.items():
+            keep = np.flatnonzero(per["bases"] > 0)
+            cols = {"chrom": pa.array([chrom] * keep.size, pa.string()),
+                    "start": pa.array(keep * self.size, pa.int64()),
+                    "end": pa.array((keep + 1) * self.size, pa.int64()),
+                    "bases": pa.array(per["bases"][keep]), "scored": pa.array(per["scored"][keep])}
+            scored = per["scored"][keep]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                for key in sorted(k for k in per if k.startswith("sum_")):
+                    mean = np.where(scored > 0, per[key][keep] / np.maximum(scored, 1), np.nan)
+                    cols["mean_" + key[4:]] = pa.array(mean, mask=scored == 0)
+                if "sum_log_prob" in per:
+                    ppl = np.exp(-per["sum_log_prob"][keep] / np.maximum(scored, 1))
+                    cols["perplexity"] = pa.array(ppl, mask=scored == 0)
+            tables.append(pa.table(cols))
+        table = pa.concat_tables(tables) if tables else pa.table({"chrom": pa.array([], pa.string())})
+        tmp = path.with_name("." + path.name + ".tmp")
+        pq.write_table(table, tmp)
+        tmp.replace(path)
+        return path
+
+
+class _TrackWriter:
+    """A bigWig (pyBigWig) or bedGraph file of one column, positions added in order."""
+
+    def __init__(self, root: Path, column: str, fmt: str, chroms: list[tuple[str, int]]):
+        self.path = root / f"{column}{TRACK_SUFFIX[fmt]}"
+        self.tmp = root / f".{self.path.name}.tmp"
+        self.fmt = fmt
+        if fmt == "bigwig":
+            import pyBigWig
+
+            self.bw = pyBigWig.open(str(self.tmp), "w")
+            self.bw.addHeader([(c, int(n)) for c, n in chroms], maxZooms=10)
+        else:
+            self.fh = open(self.tmp, "w")
+            self.fh.write(f'track type=bedGraph name="{column}" description="hyena score {column}"\n')
+
+    def add(self, chrom: str, pos: np.ndarray, values: np.ndarray) -> None:
+        """Runs of consecutive non-null values."""
+        ok = ~np.isnan(values)
+        if not ok.any():
+            return
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], ok.view(np.int8), [0]])))
+        for s, e in zip(edges[0::2], edges[1::2]):
+            start = int(pos[s])
+            vals = values[s:e].astype(np.float64)
+            if self.fmt == "bigwig":
+                self.bw.addEntries(chrom, start, values=vals, span=1, step=1)
+            else:
+                starts = np.arange(start, start + (e - s))
+                self.fh.write("".join(f"{chrom}\t{p}\t{p + 1}\t{v:.6g}\n"
+                                      for p, v in zip(starts.tolist(), vals.tolist())))
+
+    def close(self, keep: bool = True) -> None:
+        """Finish the file under its final name, or (`keep` false) remove the partial one."""
+        if self.fmt == "bigwig":
+            self.bw.close()
+        else:
+            self.fh.close()
+        if keep:
+            self.tmp.replace(self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)

@@ -1,0 +1,301 @@
+"""The output directory: per-chunk Parquet files, written then renamed, and ``_manifest.json``.
+
+    OUT/_manifest.json                              model, config, coverage, timings, status
+    OUT/scores/chrom=chrII/000000000000-000000065536.parquet   one file per chunk
+    OUT/bins.parquet                                per-bin summaries (see export)
+    OUT/log_prob.bw (or .bedGraph)                  the exported track
+
+Read the scores with ``pyarrow.dataset.dataset("OUT/scores", partitioning="hive")`` (or pandas,
+polars, DuckDB, Spark): columns ``pos`` (int64, 0-based), ``ref`` (A/C/G/T/N), ``log_prob`` and
+``entropy`` (float32, null where ref is N), optionally ``p_a p_c p_g p_t``, and with the reverse
+strand ``log_prob_rc entropy_rc log_prob_mean entropy_mean`` (+ ``p_*_rc``), plus ``chrom``
+from the directory name.
+
+A chunk file appears only complete: it is written to a hidden temporary name in the same
+directory, flushed to disk, then renamed. A rerun treats a chunk as finished when its file exists
+with the expected number of rows, and removes leftover temporary files. The manifest's
+``fingerprint`` covers everything that changes the scores (model weights, genome, regions,
+window, stride, strands, columns, chunking, precision); a rerun with a different fingerprint is
+refused unless told to overwrite, so one directory never mixes two models' scores.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+from urllib.parse import quote
+
+import numpy as np
+
+from hyena_platform.errors import InputError
+from hyena_platform.score.windows import Chunk
+
+MANIFEST_NAME = "_manifest.json"
+SCORES_DIR = "scores"
+BINS_NAME = "bins.parquet"
+FORMAT = "hyena-scores"
+FORMAT_VERSION = 1
+BASES = np.array(["A", "C", "G", "T", "N"])  # ref dictionary: token id - 7
+PROB_NAMES = ("p_a", "p_c", "p_g", "p_t")
+
+
+def score_columns(*, reverse_strand: bool, probabilities: bool) -> list[str]:
+    """The float32 columns of a chunk file, in file order (after pos and ref)."""
+    cols = ["log_prob", "entropy"] + (list(PROB_NAMES) if probabilities else [])
+    if reverse_strand:
+        cols += ["log_prob_rc", "entropy_rc"] + ([f"{p}_rc" for p in PROB_NAMES] if probabilities else [])
+        cols += ["log_prob_mean", "entropy_mean"]
+    return cols
+
+
+def partition_dir(root: str | Path, chrom: str) -> Path:
+    return Path(root) / SCORES_DIR / f"chrom={quote(chrom, safe='')}"
+
+
+def chunk_path(root: str | Path, chunk: Chunk) -> Path:
+    return partition_dir(root, chunk.chrom) / f"{chunk.name}.parquet"
+
+
+# ------------------------------------------------------------------------------------------
+# Between pipeline stages: one row per chunk, arrays as binary blobs (chunks never split)
+
+
+def pack_scores(rows: Sequence[tuple[dict[str, Any], Any]]):
+    """[(chunk row dict, ChunkScores)] -> pyarrow table, one row per chunk."""
+    import pyarrow as pa
+
+    from hyena_platform.data.genome import binary_array
+
+    meta_keys = ("index", "chrom", "start", "end", "length", "source", "read_s", "pid", "max_rss_mb")
+    table = {k: [r[k] for r, _ in rows] for k in meta_keys}
+    table["model_s"] = [s.model_s for _, s in rows]
+    table["model_cpu_s"] = [s.model_cpu_s for _, s in rows]
+    table["scored_at"] = [time.time()] * len(rows)
+    table["ref"] = binary_array([s.ref for _, s in rows])
+    names = list(rows[0][1].columns) if rows else []
+    for name in names:
+        table[f"col:{name}"] = binary_array([s.columns[name].astype(np.float32, copy=False).reshape(-1).view(np.uint8)
+                                             for _, s in rows])
+    return pa.table(table)
+
+
+def unpack_scores(batch) -> list[tuple[dict[str, Any], np.ndarray, dict[str, np.ndarray]]]:
+    from hyena_platform.data.genome import column_arrays
+
+    names = [c[4:] for c in batch.column_names if c.startswith("col:")]
+    refs = column_arrays(batch["ref"])
+    blobs = {n: column_arrays(batch[f"col:{n}"]) for n in names}
+    meta = batch.select([c for c in batch.column_names if c != "ref" and not c.startswith("col:")]).to_pylist()
+    out = []
+    for i, row in enumerate(meta):
+        cols = {}
+        for n in names:
+            arr = blobs[n][i].view(np.float32)
+            cols[n] = arr.reshape(-1, 4) if n.startswith("probs") else arr
+        out.append((row, refs[i], cols))
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# Chunk files
+
+
+def chunk_table(chunk: Chunk, ref: np.ndarray, columns: dict[str, np.ndarray], names: Sequence[str]):
+    """The Arrow table of one chunk file: pos, ref, then `names` (float32, null where ref is N)."""
+    import pyarrow as pa
+
+    n = chunk.bases
+    if ref.shape[0] != n:
+        raise ValueError(f"chunk {chunk.name}: {ref.shape[0]} refs for {n} bases")  # internal
+    is_n = ref == 11
+    mask = is_n if is_n.any() else None
+    arrays = {
+        "pos": pa.array(np.arange(chunk.start, chunk.end, dtype=np.int64)),
+        "ref": pa.DictionaryArray.from_arrays(pa.array(ref.astype(np.int8) - 7), pa.array(BASES)),
+    }
+    flat: dict[str, np.ndarray] = {}
+    for key, value in columns.items():
+        if key in ("probs", "probs_rc"):
+            suffix = "_rc" if key == "probs_rc" else ""
+            for j, p in enumerate(PROB_NAMES):
+                flat[p + suffix] = value[:, j]
+        else:
+            flat[key] = value
+    for name in names:
+        values = np.ascontiguousarray(flat[name], dtype=np.float32)
+        if values.shape[0] != n:
+            raise ValueError(f"chunk {chunk.name}: column {name} has {values.shape[0]} values for {n} bases")
+        arrays[name] = pa.array(values, mask=mask)
+    return pa.table(arrays)
+
+
+def write_chunk(root: str | Path, chunk: Chunk, table) -> tuple[Path, int]:
+    """Write `table` as the chunk's file: temporary name, fsync, rename. Returns (path, bytes)."""
+    import pyarrow.parquet as pq
+
+    final = chunk_path(root, chunk)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        pq.write_table(table, tmp, compression="zstd", row_group_size=1 << 20)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return final, final.stat().st_size
+
+
+def finished_chunks(root: str | Path, chunks: Iterable[Chunk]) -> set[int]:
+    """Indices of chunks whose file exists with the right row count; removes temporary files."""
+    import pyarrow.parquet as pq
+
+    root = Path(root)
+    done: set[int] = set()
+    seen_dirs: set[Path] = set()
+    for chunk in chunks:
+        path = chunk_path(root, chunk)
+        if path.parent not in seen_dirs:
+            seen_dirs.add(path.parent)
+            if path.parent.is_dir():
+                for leftover in path.parent.glob(".*.parquet.tmp-*"):
+                    leftover.unlink(missing_ok=True)
+        if not path.exists():
+            continue
+        try:
+            rows = pq.read_metadata(path).num_rows
+        except Exception:  # noqa: BLE001 - any unreadable file is simply scored again
+            rows = -1
+        if rows == chunk.bases:
+            done.add(chunk.index)
+        else:
+            path.unlink()
+    return done
+
+
+# ------------------------------------------------------------------------------------------
+# Manifest and the identity of a result set
+
+
+def fingerprint(identity: dict[str, Any]) -> str:
+    blob = json.dumps(identity, sort_keys=True, separators=(",", ":")).encode()
+    return "sha256:" + hashlib.sha256(blob).hexdigest()
+
+
+def read_manifest(root: str | Path) -> dict[str, Any] | None:
+    path = Path(root) / MANIFEST_NAME
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        if data.get("format") != FORMAT:
+            raise ValueError(f"format {data.get('format')!r}")
+        return data
+    except (ValueError, OSError) as err:
+        raise InputError(f"{path}: not a scoring manifest ({err}); remove it or choose another "
+                         "output.path") from None
+
+
+def write_manifest(root: str | Path, manifest: dict[str, Any]) -> Path:
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    manifest = {"format": FORMAT, "version": FORMAT_VERSION, **manifest, "updated": now()}
+    tmp = root / f".{MANIFEST_NAME}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.write_text(json.dumps(manifest, indent=1, default=_json_default) + "\n")
+    os.replace(tmp, root / MANIFEST_NAME)
+    return root / MANIFEST_NAME
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def check_output(root: str | Path, identity: dict[str, Any], *, overwrite: bool,
+                 model_uri: str | None = None) -> dict[str, Any] | None:
+    """Before any work: the existing manifest to resume from (same fingerprint), or None for a
+    fresh start. A directory holding other results, or other files, is refused unless
+    `overwrite` (then this module's files are removed)."""
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise InputError(f"output.path {root} is a file; give a directory")
+    if not root.exists():
+        return None
+    existing = read_manifest(root) if not overwrite else _try_manifest(root)
+    if existing is not None and existing.get("fingerprint") == fingerprint(identity):
+        return existing
+    if overwrite:
+        clear_output(root)
+        return None
+    if existing is not None:
+        old_uri = (existing.get("model") or {}).get("resolved_uri")
+        raise InputError(
+            f"output.path {root} holds scores of a different model or config "
+            f"({describe_difference(existing.get('identity', {}), identity, old_uri, model_uri)}); choose another "
+            "output.path, or set output.overwrite: true (hyena score --overwrite) to replace them"
+        )
+    others = sorted(p.name for p in root.iterdir())
+    if others:
+        raise InputError(
+            f"output.path {root} is not empty ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}) "
+            f"and holds no {MANIFEST_NAME}; choose an empty or new directory, or set "
+            "output.overwrite: true"
+        )
+    return None
+
+
+def _try_manifest(root: Path) -> dict[str, Any] | None:
+    try:
+        return read_manifest(root)
+    except InputError:
+        return None
+
+
+def clear_output(root: str | Path) -> None:
+    """Remove what a scoring job writes (scores, bins, tracks, manifest); other files stay."""
+    root = Path(root)
+    shutil.rmtree(root / SCORES_DIR, ignore_errors=True)
+    for path in root.iterdir():
+        if path.name in (MANIFEST_NAME, BINS_NAME) or path.suffix in (".bw", ".bedGraph") or \
+                path.name.startswith(f".{MANIFEST_NAME}.tmp-"):
+            path.unlink()
+
+
+def describe_difference(old: dict[str, Any], new: dict[str, Any], old_uri: str | None = None,
+                        new_uri: str | None = None) -> str:
+    parts = []
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) == new.get(key):
+            continue
+        if key == "model":
+            parts.append(f"model: {_model(old.get(key), old_uri)} -> {_model(new.get(key), new_uri)}")
+        else:
+            parts.append(f"{key}: {_short(old.get(key))} -> {_short(new.get(key))}")
+    return "; ".join(parts) or "unknown difference"
+
+
+def _model(value: Any, uri: str | None) -> str:
+    digest = str((value or {}).get("sha256", ""))[:12] if isinstance(value, dict) else ""
+    return f"{uri or 'weights'} (sha256 {digest}...)"
+
+
+def _short(value: Any, limit: int = 90) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

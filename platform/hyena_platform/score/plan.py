@@ -1,0 +1,253 @@
+"""Everything checked before work starts: the regions, the model, the window, the chunks.
+
+`plan_job(job)` raises one typed, one-line error for each bad input (unknown chromosome or
+region, region outside its chromosome, overlapping regions, window larger than the model's
+l_max, stride larger than the window, an unreadable model URI) and otherwise returns the
+`ScorePlan` the pipeline executes. It reads FASTA indexes and loads the model once (on the
+driver: the weights then travel to the replicas through Ray's object store), never bases.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from hyena_platform.data.config import DataConfig
+from hyena_platform.data.genome import Record, bundled_genome_path, read_records, select_records
+from hyena_platform.errors import ConfigError, HyenaPlatformError, InputError
+from hyena_platform.score.config import ScoreJob, TargetSection
+from hyena_platform.score.output import FORMAT_VERSION, score_columns
+from hyena_platform.score.windows import Chunk, Region, plan_chunks
+
+
+@dataclass
+class ResolvedModel:
+    """A loaded model and where it came from."""
+
+    model: Any  # HyenaDNAForCausalLM, eval mode, CPU
+    uri: str  # as given in the job
+    resolved_uri: str  # models:/NAME/VERSION (an alias resolved once) or an absolute path
+    sha256: str  # of the weights (names, dtypes, shapes, bytes)
+    name: str | None = None  # registered model name and version, for models:/ URIs
+    version: int | None = None
+    run_id: str | None = None  # the MLflow run that logged the version
+    registry_info: Any = None  # tracking.ModelVersionInfo
+
+    def describe(self) -> dict[str, Any]:
+        cfg = self.model.config
+        return {"uri": self.uri, "resolved_uri": self.resolved_uri, "name": self.name,
+                "version": self.version, "run_id": self.run_id, "sha256": self.sha256,
+                "l_max": cfg.l_max, "d_model": cfg.d_model, "n_layer": cfg.n_layer,
+                "parameters": self.model.num_parameters()}
+
+
+@dataclass
+class ScorePlan:
+    job: ScoreJob
+    source: str
+    regions: list[Region]
+    chunks: list[Chunk]
+    model: ResolvedModel
+    window: int
+    stride: int
+    columns: list[str]
+    identity: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def bases(self) -> int:
+        return sum(r.end - r.start for r in self.regions)
+
+
+def plan_job(job: ScoreJob, *, source: str = "<job>", model: ResolvedModel | None = None) -> ScorePlan:
+    """Resolve and check everything; no Ray, no bases read. `model` skips loading (tests, bench)."""
+    columns = score_columns(reverse_strand=job.window.reverse_strand, probabilities=job.window.probabilities)
+    if job.output.track is not None and job.output.track not in columns:
+        raise ConfigError(f"{source}: output.track={job.output.track!r} is not a column this job writes; "
+                          f"choose one of {', '.join(columns)} (or null for no track)")
+    regions = resolve_targets(job.data, job.target)
+    resolved = model if model is not None else resolve_model(job.model.uri, registry_uri=job.tracking.uri)
+    try:
+        window, stride = job.window.resolve(resolved.model.config.l_max)
+    except ValueError as err:
+        raise ConfigError(f"{source}: {err}") from None
+    chunks = plan_chunks(regions, job.output.chunk_size)
+    plan = ScorePlan(job, source, regions, chunks, resolved, window, stride, columns)
+    plan.identity = identity(plan)
+    return plan
+
+
+def identity(plan: ScorePlan) -> dict[str, Any]:
+    """Everything that changes the scores; its hash is the output directory's fingerprint.
+
+    The model counts by its weights and config, not by its URI: the same weights registered
+    again, or a checkpoint directory moved, resume; new weights under the same alias do not.
+    """
+    sources = {r.source for r in plan.regions}
+    return {
+        "format": FORMAT_VERSION,
+        "model": {"sha256": plan.model.sha256, "config": plan.model.model.config.to_dict()},
+        "genome": sorted([os.path.abspath(s), _size(s)] for s in sources),
+        "regions": [[r.chrom, r.start, r.end, r.length] for r in plan.regions],
+        "window": {"size": plan.window, "stride": plan.stride, "start_token": "[SEP]"},
+        "columns": plan.columns,
+        "chunk_size": plan.job.output.chunk_size,
+        "precision": plan.job.compute.precision,
+    }
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return -1
+
+
+# ------------------------------------------------------------------------------------------
+# Targets
+
+
+def genome_paths(data: DataConfig) -> list[str]:
+    return [str(bundled_genome_path())] if data.uses_bundled_genome else list(data.fasta)
+
+
+def resolve_targets(data: DataConfig, target: TargetSection) -> list[Region]:
+    """The regions to score, in FASTA order, checked against the FASTA indexes."""
+    records = read_records(genome_paths(data), index_cache=data.index_cache)
+    selected = select_records(records, include=data.include, exclude=data.exclude, min_length=data.min_length)
+    by_name = {r.name: r for r in records}
+    chosen = {r.name for r in selected}
+    if target.bed is not None:
+        wanted = read_bed_regions(target.bed)
+    elif target.regions:
+        wanted = [parse_region(text, by_name) + (f"target.regions[{i}]",) for i, text in enumerate(target.regions)]
+    else:
+        return [Region(r.name, 0, r.length, r.length, r.source) for r in selected]
+    regions = []
+    for chrom, start, end, where in wanted:
+        rec = by_name.get(chrom)
+        if rec is None:
+            raise InputError(f"{where}: unknown chromosome {chrom!r}; the FASTA has {_few(records)}")
+        if chrom not in chosen:
+            raise InputError(f"{where}: {chrom} is removed by data.include/exclude/min_length; "
+                             "select it there or drop the region")
+        end = rec.length if end is None else end
+        if end <= start:
+            raise InputError(f"{where}: region {chrom}:{start}-{end} is empty; give start < end "
+                             "(0-based, end-exclusive)")
+        if start < 0 or end > rec.length:
+            raise InputError(f"{where}: region {chrom}:{start}-{end} is outside {chrom} "
+                             f"(0-{rec.length}, {rec.length:,} bp; coordinates are 0-based, end-exclusive)")
+        regions.append((chrom, start, end, where, rec))
+    order = {r.name: i for i, r in enumerate(records)}
+    regions.sort(key=lambda r: (order[r[0]], r[1]))
+    for prev, cur in zip(regions, regions[1:]):
+        if prev[0] == cur[0] and cur[1] < prev[2]:
+            raise InputError(f"{cur[3]}: region {cur[0]}:{cur[1]}-{cur[2]} overlaps {prev[3]} "
+                             f"({prev[0]}:{prev[1]}-{prev[2]}); every base is scored once, merge them")
+    return [Region(c, s, e, rec.length, rec.source) for c, s, e, _, rec in regions]
+
+
+_REGION = re.compile(r"^(?P<chrom>.+):(?P<start>[0-9,_]+)-(?P<end>[0-9,_]+)$")
+
+
+def parse_region(text: str, records: dict[str, Record]) -> tuple[str, int, int | None]:
+    """'chrII' -> (chrII, 0, None); 'chrII:1,000-2,000' -> (chrII, 1000, 2000)."""
+    text = text.strip()
+    if text in records:
+        return text, 0, None
+    m = _REGION.match(text)
+    if not m:
+        return text, 0, None  # reported as an unknown chromosome, with the record list
+    start, end = (int(m.group(k).replace(",", "").replace("_", "")) for k in ("start", "end"))
+    return m.group("chrom"), start, end
+
+
+def read_bed_regions(path: str) -> list[tuple[str, int, int, str]]:
+    """BED intervals (chrom, start, end; extra columns ignored); header/track/comment lines skipped."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"target.bed {path}: file not found")
+    rows = []
+    with open(p, encoding="utf-8", errors="replace") as f:
+        for lineno, line in enumerate(f, 1):
+            text = line.strip()
+            if not text or text.startswith(("#", "track", "browser")):
+                continue
+            cols = text.split("\t") if "\t" in text else text.split()
+            if len(cols) < 3:
+                raise InputError(f"{path}:{lineno}: expected at least 3 columns chrom, start, end; got {text[:80]!r}")
+            try:
+                start, end = int(cols[1]), int(cols[2])
+            except ValueError:
+                if lineno == 1:
+                    continue  # a header line
+                raise InputError(f"{path}:{lineno}: start and end must be integers, got {cols[1]!r} {cols[2]!r}") from None
+            rows.append((cols[0], start, end, f"{path}:{lineno}"))
+    if not rows:
+        raise InputError(f"target.bed {path}: no interval in the file")
+    return rows
+
+
+def _few(records: Sequence[Record], limit: int = 8) -> str:
+    names = [f"{r.name} ({r.length:,} bp)" for r in records]
+    return ", ".join(names[:limit]) + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
+
+
+# ------------------------------------------------------------------------------------------
+# The model
+
+
+def resolve_model(uri: str, *, registry_uri: str | None = None) -> ResolvedModel:
+    """Load the model behind `uri` (models:/NAME@ALIAS, models:/NAME/VERSION, or a checkpoint
+    path); an alias is resolved to its version once, so the whole run uses one version."""
+    from hyena_platform import tracking
+
+    text = str(uri).strip()
+    if text.startswith("models:/"):
+        tracking.parse_model_uri(text)  # ConfigError naming both forms
+        store = tracking.resolve_uri(registry_uri or tracking.DEFAULT_URI)
+        if store.startswith("sqlite:///") and not Path(store[len("sqlite:///"):]).exists():
+            raise InputError(f"model.uri {text}: there is no MLflow store at {store} (tracking.uri); "
+                             "point tracking.uri at the store the model was registered in")
+        info = tracking.model_version(text, tracking_uri=store)  # ConfigError/InputError
+        pinned = f"models:/{info.name}/{info.version}"
+        try:
+            model = tracking.load_model(pinned, tracking_uri=store)
+        except HyenaPlatformError:
+            raise
+        except Exception as err:  # noqa: BLE001 - MLflow and checkpoint errors of every kind
+            raise InputError(f"model.uri {text} ({pinned}): cannot load the registered model: "
+                             f"{_one_line(err)}") from None
+        return ResolvedModel(model.eval(), text, pinned, weights_sha256(model), info.name, info.version,
+                             info.run_id, info)
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise InputError(f"model.uri {text!r}: no such checkpoint directory, and not a registered "
+                         "model (models:/NAME@ALIAS or models:/NAME/VERSION)")
+    from hyena import from_pretrained
+
+    try:
+        model = from_pretrained(path)
+    except (ValueError, OSError) as err:  # CheckpointError is a ValueError
+        raise InputError(f"model.uri {text}: cannot load a checkpoint ({_one_line(err)})") from None
+    return ResolvedModel(model.eval(), text, str(path.resolve()), weights_sha256(model))
+
+
+def weights_sha256(model: Any) -> str:
+    import torch
+
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text[:300] + ("..." if len(text) > 300 else "")

@@ -1,0 +1,140 @@
+"""The per-batch scorer: model logits -> log P(reference base | upstream), entropy, probabilities.
+
+Every score is over the model's full output distribution (softmax over all logits, the same
+distribution as the training loss), natural log, so ``exp(-mean(log_prob))`` is the perplexity
+pretraining reports. Bases that are N get null scores (NaN here, null in Parquet).
+
+`ChunkScorer` scores one chunk (see `windows`): its blocks on each strand in consecutive model
+batches of `batch_size` windows, in order. Batches never mix chunks, so a chunk's scores do not
+depend on what else was in flight: a resumed run writes the same bytes as an uninterrupted one.
+The Ray actor that wraps it is `hyena_platform.score.pipeline.ScoreReplica`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from hyena.tokenizer import A, C, G, N, T
+from hyena_platform.score.windows import Chunk, chunk_windows, strand_sequence, window_batch
+
+BASE_IDS = (A, C, G, T)
+RC_BASE_IDS = (T, G, C, A)  # reverse-strand probability of the complement, in forward terms
+
+
+def score_batch(model: torch.nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *,
+                probabilities: bool = False, autocast: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """inputs, labels: int64 (B, L). Returns float32 (B, L) ``log_prob`` and ``entropy``, and
+    ``probs`` (B, L, 4) in A, C, G, T order when `probabilities`. Call under inference_mode."""
+    if autocast is not None:
+        with torch.autocast(inputs.device.type, dtype=autocast):
+            logits = model(inputs).logits
+    else:
+        logits = model(inputs).logits  # (B, L, V)
+    logp = torch.log_softmax(logits.float(), dim=-1)  # (B, L, V)
+    out = {
+        "log_prob": logp.gather(-1, labels.unsqueeze(-1)).squeeze(-1),
+        "entropy": -(logp.exp() * logp).sum(-1),
+    }
+    if probabilities:
+        out["probs"] = logp[..., list(BASE_IDS)].exp()
+    return out
+
+
+@dataclass
+class ChunkScores:
+    """Scores of one chunk, forward positions start..end-1 in order."""
+
+    ref: np.ndarray  # uint8 token ids (A=7 C=8 G=9 T=10 N=11)
+    columns: dict[str, np.ndarray]  # float32 (n,) or (n, 4) for probs*, NaN where ref is N
+    model_s: float = 0.0  # wall seconds in the model and its post-processing
+    model_cpu_s: float = 0.0  # CPU seconds of this process meanwhile (all its threads)
+
+
+def model_payload(model: torch.nn.Module) -> dict[str, Any]:
+    """A model as plain data for ray.put: its config and numpy weights (zero-copy in the store)."""
+    state = {}
+    for k, v in model.state_dict().items():
+        v = v.detach().cpu().contiguous()
+        state[k] = v if v.dtype == torch.bfloat16 else v.numpy()  # numpy has no bfloat16
+    return {"config": model.config.to_dict(), "state": state}
+
+
+def model_from_payload(payload: dict[str, Any], device: str = "cpu") -> torch.nn.Module:
+    from hyena import HyenaConfig, HyenaDNAForCausalLM
+
+    model = HyenaDNAForCausalLM(HyenaConfig.from_dict(dict(payload["config"])))
+    model.load_state_dict({k: v if isinstance(v, torch.Tensor) else torch.from_numpy(np.array(v))
+                           for k, v in payload["state"].items()})
+    return model.to(device).eval()
+
+
+class ChunkScorer:
+    """Scores chunks with one model replica. `payload` is a model or `model_payload(model)`."""
+
+    def __init__(self, payload: Any, *, window: int, stride: int, batch_size: int,
+                 reverse_strand: bool = False, probabilities: bool = False, device: str = "cpu",
+                 threads: int | None = None, precision: str = "fp32"):
+        if threads is not None:
+            torch.set_num_threads(threads)
+        if isinstance(payload, list):  # [ObjectRef] in a Ray actor: the weights from the object store
+            import ray
+
+            payload = ray.get(payload[0])
+        if isinstance(payload, torch.nn.Module):
+            self.model = payload.to(device).eval()
+        else:
+            self.model = model_from_payload(payload, device)
+        self.window, self.stride, self.batch_size = window, stride, batch_size
+        self.reverse_strand, self.probabilities = reverse_strand, probabilities
+        self.device = torch.device(device)
+        self.autocast = torch.bfloat16 if precision == "bf16" else None
+
+    # ---------------------------------------------------------------------------------- scoring
+
+    def score_chunk(self, chunk: Chunk, tokens: np.ndarray, fetch_start: int) -> ChunkScores:
+        """tokens: forward ids of ``[fetch_start, fetch_start + len(tokens))``, covering
+        `chunk_windows(chunk, ...)`'s fetch span."""
+        plan = chunk_windows(chunk, self.window, self.stride, reverse_strand=self.reverse_strand)
+        lo = plan.fetch_start - fetch_start
+        span = tokens[lo: lo + plan.fetch_end - plan.fetch_start]
+        t0, c0 = time.perf_counter(), time.process_time()
+        columns = self._strand(span, plan.fetch_start, plan.fetch_end, chunk.length, plan.forward, False)
+        ref = span[chunk.start - plan.fetch_start: chunk.end - plan.fetch_start]
+        if self.reverse_strand:
+            rc = self._strand(span, plan.fetch_start, plan.fetch_end, chunk.length, plan.reverse, True)
+            for key, value in rc.items():  # reverse-strand order -> forward positions
+                columns[f"{key}_rc"] = np.ascontiguousarray(value[::-1])
+            columns["log_prob_mean"] = (columns["log_prob"] + columns["log_prob_rc"]) / np.float32(2)
+            columns["entropy_mean"] = (columns["entropy"] + columns["entropy_rc"]) / np.float32(2)
+        n_mask = ref == N
+        if n_mask.any():
+            for value in columns.values():
+                value[n_mask] = np.nan
+        return ChunkScores(np.ascontiguousarray(ref), columns, time.perf_counter() - t0,
+                           time.process_time() - c0)
+
+    def _strand(self, span: np.ndarray, fetch_start: int, fetch_end: int, length: int,
+                blocks: np.ndarray, reverse: bool) -> dict[str, np.ndarray]:
+        seq, seq_start = strand_sequence(span, fetch_start, fetch_end, length, reverse)
+        width = int((blocks[:, 1] - blocks[:, 2]).max())
+        parts: dict[str, list[np.ndarray]] = {}
+        with torch.inference_mode():
+            for b0 in range(0, blocks.shape[0], self.batch_size):
+                rows = blocks[b0: b0 + self.batch_size]
+                inputs, labels, owned = window_batch(seq, seq_start, rows, width)
+                out = score_batch(self.model, torch.from_numpy(inputs).to(self.device),
+                                  torch.from_numpy(labels).to(self.device),
+                                  probabilities=self.probabilities, autocast=self.autocast)
+                mask = torch.from_numpy(owned).to(self.device)
+                for key, value in out.items():
+                    parts.setdefault(key, []).append(value[mask].cpu().numpy())
+        columns = {k: np.concatenate(v) for k, v in parts.items()}
+        if reverse and "probs" in columns:
+            # P(complement of b) on the reverse strand, reported under forward base b.
+            columns["probs"] = columns["probs"][:, [BASE_IDS.index(i) for i in RC_BASE_IDS]]
+        return columns

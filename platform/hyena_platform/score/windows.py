@@ -1,0 +1,194 @@
+"""Windowing maths for scoring: which bases each model call reads and which it scores.
+
+Pure numpy, no torch and no Ray, so every rule here is tested in microseconds.
+
+Definition (window W, stride S, 1 <= S <= W)
+--------------------------------------------
+Coordinates are 0-based and end-exclusive, in the coordinates of one strand: the forward
+sequence x[0 .. n), or its reverse complement (see `rc_interval`). The model reads the token
+stream ``u = [START] + x`` (``u[0]`` is the [SEP] marker, ``u[i + 1] = x[i]``), so the logits at
+stream position ``i`` predict ``x[i]`` from ``x[0 .. i)``: every base, the first of a chromosome
+included, gets a score.
+
+An interval ``[o0, o1)`` to score is cut into *blocks*; block ``[o, e)`` is scored by one model
+call whose input is the ``e - a`` stream tokens ``u[a .. e)`` with ``a = max(0, e - W)``, i.e.
+the W bases ``x[e - W - 1 .. e - 1)`` (or, at a chromosome's start, [SEP] and the bases before
+``e - 1``). The call predicts ``x[a .. e)``; the block keeps only its own bases ``x[o .. e)``.
+
+- The first block ends at ``min(o1, max(o0 + S, W))``, every later one S bases further, the last
+  one at ``o1``. Blocks tile ``[o0, o1)``: **every base is scored exactly once**.
+- A base at ``p >= o`` of a block with ``a > 0`` sees ``p - a + 1 >= W - S + 1`` bases of
+  upstream context, so **every base has at least W - S upstream bases, except near a
+  chromosome's start** (``a = 0``), where it sees every base before it.
+- A scored interval is first cut into chunks at multiples of ``chunk_size`` along the
+  chromosome (the unit of output files and of resuming), and each chunk is tiled on its own. A
+  block therefore never crosses a chunk boundary; a chunk's last block may be shorter than S
+  (it then has more context, never less). With ``chunk_size`` a multiple of S the blocks are those
+  of tiling the whole interval at once.
+- Reverse strand: the chunk ``[c0, c1)`` of a chromosome of length n is the interval
+  ``[n - c1, n - c0)`` of the reverse complement, tiled by the same rule; its scores are read
+  back in reverse order (forward position ``p`` is reverse-strand position ``n - 1 - p``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from hyena.tokenizer import PAD, SEP
+
+START = SEP  # the token before a chromosome's first base
+
+
+@dataclass(frozen=True)
+class Region:
+    """An interval of one chromosome to score; ``length`` is the whole chromosome's."""
+
+    chrom: str
+    start: int
+    end: int
+    length: int
+    source: str  # FASTA path
+
+    def __str__(self) -> str:
+        return f"{self.chrom}:{self.start}-{self.end}"
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One output file's worth of bases: ``[start, end)`` of ``chrom``; the unit of resuming."""
+
+    index: int
+    chrom: str
+    start: int
+    end: int
+    length: int  # of the chromosome
+    source: str
+
+    @property
+    def name(self) -> str:
+        """File stem: zero-padded so that names sort by position."""
+        return f"{self.start:012d}-{self.end:012d}"
+
+    @property
+    def bases(self) -> int:
+        return self.end - self.start
+
+
+def tile(start: int, end: int, window: int, stride: int) -> np.ndarray:
+    """Blocks of ``[start, end)``: int64 (k, 3) rows ``own_start, own_end, input_start``.
+
+    ``input_start`` is ``a``: the block's model input is the stream ``u[a .. own_end)``.
+    """
+    check_window(window, stride)
+    if not 0 <= start <= end:
+        raise ValueError(f"bad interval [{start}, {end})")
+    if end == start:
+        return np.zeros((0, 3), dtype=np.int64)
+    first_end = min(end, max(start + stride, window))
+    ends = np.append(np.arange(first_end, end, stride, dtype=np.int64), np.int64(end))
+    ends = np.unique(ends)  # first_end == end gives one block
+    starts = np.concatenate([[start], ends[:-1]]).astype(np.int64)
+    inputs = np.maximum(ends - window, 0)
+    return np.stack([starts, ends, inputs], axis=1)
+
+
+def check_window(window: int, stride: int) -> None:
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    if not 1 <= stride <= window:
+        raise ValueError(f"stride must be in [1, window={window}], got {stride}")
+
+
+def min_context(blocks: np.ndarray) -> np.ndarray:
+    """Upstream bases the first owned base of each block sees (``own_start - a + 1`` when
+    ``a > 0``; ``own_start`` itself at a chromosome's start, where every base before is seen)."""
+    own, a = blocks[:, 0], blocks[:, 2]
+    return np.where(a > 0, own - a + 1, own)
+
+
+def rc_interval(start: int, end: int, length: int) -> tuple[int, int]:
+    """``[start, end)`` of the forward strand as an interval of the reverse complement."""
+    return length - end, length - start
+
+
+def plan_chunks(regions: Sequence[Region], chunk_size: int) -> list[Chunk]:
+    """Regions cut at multiples of `chunk_size` along each chromosome, numbered in order."""
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    chunks: list[Chunk] = []
+    for r in regions:
+        pos = r.start
+        while pos < r.end:
+            stop = min(r.end, (pos // chunk_size + 1) * chunk_size)
+            chunks.append(Chunk(len(chunks), r.chrom, pos, stop, r.length, r.source))
+            pos = stop
+    return chunks
+
+
+@dataclass(frozen=True)
+class ChunkWindows:
+    """The blocks of one chunk on both strands and the forward span of bases they read."""
+
+    forward: np.ndarray  # (k, 3) blocks, forward coordinates
+    reverse: np.ndarray  # (k', 3) blocks, reverse-complement coordinates (empty if not scored)
+    fetch_start: int  # forward bases [fetch_start, fetch_end) cover every block's input
+    fetch_end: int
+
+
+def chunk_windows(chunk: Chunk, window: int, stride: int, *, reverse_strand: bool) -> ChunkWindows:
+    fwd = tile(chunk.start, chunk.end, window, stride)
+    lo, hi = max(0, int(fwd[:, 2].min()) - 1), chunk.end
+    if reverse_strand:
+        r0, r1 = rc_interval(chunk.start, chunk.end, chunk.length)
+        rev = tile(r0, r1, window, stride)
+        rc_lo = max(0, int(rev[:, 2].min()) - 1)  # reverse coordinates; forward end n - rc_lo
+        lo, hi = min(lo, chunk.start), max(hi, chunk.length - rc_lo)
+    else:
+        rev = np.zeros((0, 3), dtype=np.int64)
+    return ChunkWindows(fwd, rev, lo, hi)
+
+
+def strand_sequence(tokens: np.ndarray, fetch_start: int, fetch_end: int, length: int,
+                    reverse: bool) -> tuple[np.ndarray, int]:
+    """One strand's bases covering the fetched span, and the coordinate of its first element.
+
+    tokens: forward ids of ``[fetch_start, fetch_end)``. For the reverse strand the span becomes
+    ``[n - fetch_end, n - fetch_start)`` of the reverse complement.
+    """
+    if not reverse:
+        return tokens, fetch_start
+    from hyena.tokenizer import reverse_complement_ids
+
+    return np.ascontiguousarray(reverse_complement_ids(tokens)), length - fetch_end
+
+
+def window_batch(seq: np.ndarray, seq_start: int, blocks: np.ndarray,
+                 width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Model inputs for `blocks`, right-padded with [PAD] to `width` tokens.
+
+    seq: one strand's ids for bases ``[seq_start, seq_start + len(seq))``; it must hold
+    ``x[a - 1 .. e)`` of every block (``x[-1]`` is START, supplied here when ``a == 0``).
+    Returns ``inputs`` and ``labels`` (int64 (B, width): the stream ``u[a .. e)`` and the bases
+    ``x[a .. e)`` it predicts) and ``owned`` (bool (B, width): the positions the block keeps).
+    Row-major order of ``owned`` is the blocks' bases in increasing position.
+    """
+    own, end, a = blocks[:, 0:1], blocks[:, 1:2], blocks[:, 2:3]
+    cols = np.arange(width, dtype=np.int64)[None, :]
+    if int((end - a).max(initial=0)) > width:
+        raise ValueError(f"a block needs {int((end - a).max())} tokens, more than width {width}")
+    valid = cols < (end - a)
+    ext = np.concatenate([[START], seq]) if seq_start == 0 else seq
+    ext_start = seq_start - 1 if seq_start == 0 else seq_start  # coordinate of ext[0]
+    pos = a - 1 + cols  # base coordinate of each input token (-1 = START)
+    if int(np.where(valid, pos, ext_start).min(initial=ext_start)) < ext_start or \
+            int(np.where(valid, pos + 1, ext_start).max(initial=ext_start)) >= ext_start + ext.shape[0]:
+        raise ValueError("sequence span does not cover the blocks' inputs")  # internal invariant
+    idx = np.clip(pos - ext_start, 0, ext.shape[0] - 1)
+    lab = np.clip(pos + 1 - ext_start, 0, ext.shape[0] - 1)
+    inputs = np.where(valid, ext[idx], PAD).astype(np.int64)
+    labels = np.where(valid, ext[lab], PAD).astype(np.int64)
+    owned = valid & (cols >= own - a)
+    return inputs, labels, owned

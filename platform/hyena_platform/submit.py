@@ -1,0 +1,436 @@
+"""Submit a job YAML to a Ray cluster through Ray's job submission API (`hyena submit`).
+
+What runs on the cluster is the command a user would type on the head node:
+
+    hyena pretrain jobs/pretrain.yaml --set train.lr=3e-4
+
+started by Ray's job server in the uploaded working directory. `hyena submit` adds what the
+job file's ``submission:`` section (SubmissionSection) says: runtime_env (working_dir, excludes,
+env_vars, pip, py_modules), the entrypoint's own resources, a submission id and metadata. So
+
+    hyena submit jobs/pretrain.yaml
+    ray job submit --working-dir . -- hyena pretrain jobs/pretrain.yaml
+
+run the same job; the first also validates the job file here, before anything is uploaded,
+follows the logs and exits with the job's outcome (0 succeeded, 1 failed or stopped).
+
+The job server is reached over HTTP: ``--address``, else RAY_API_SERVER_ADDRESS, else
+RAY_ADDRESS, else http://127.0.0.1:8265 (the dashboard port forwarded from the head by
+``ray attach cluster/aws.yaml -p 8265``). Clusters with token authentication (Ray's default for
+clusters started with ``ray start`` when a token exists) need the same token here: RAY_AUTH_TOKEN,
+RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token; when one is present token mode is switched on.
+
+Ray is imported inside the functions that talk to the cluster, so job dataclasses can import
+SubmissionSection for free.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence, TextIO
+
+from hyena_platform.config import load_yaml_mapping
+from hyena_platform.errors import ConfigError, HyenaPlatformError
+
+DEFAULT_ADDRESS = "http://127.0.0.1:8265"
+LOCAL_PREFIX = "local://"  # Ray's in-place working_dir: a directory that exists on every node
+# Never uploaded with the working directory (Ray also skips what .gitignore lists).
+DEFAULT_EXCLUDES = (".git", ".venv", "**/__pycache__", "*.egg-info", "runs", "mlruns", "mlartifacts",
+                    "*.db", "hyena-demo", "build")
+SUBMISSION_ID_FIELDS = ("job", "time", "user")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SUBMISSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+# Env var names that hold secrets: a job file is committed and stored in the cluster's job table.
+_CREDENTIAL = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|ACCESS_KEY|PRIVATE_KEY|CREDENTIAL|API_KEY")
+TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
+JOB_FLAGS = {"pretrain": ("--fresh",), "score": ("--fresh", "--overwrite"), "shard": ("--overwrite",)}
+
+
+class SubmitError(HyenaPlatformError):
+    """The job could not be submitted or followed (no job server, no token, duplicate id, ...)."""
+
+
+@dataclass(frozen=True)
+class RuntimeEnvSection:
+    """Ray's runtime_env for the job (the entrypoint and every task and actor it starts).
+
+    Local paths are relative to the directory `hyena submit` runs in, as for ``ray job submit``.
+    """
+
+    # The job's cwd. A local directory is uploaded (zipped into the GCS, unpacked on each node);
+    # local://DIR is used in place, nothing uploaded, for DIR on a filesystem every node shares
+    # (NFS, or one machine: cluster/local-fake-multinode.yaml); a remote package URI
+    # (s3://.../pkg.zip) is used as is. Relative DIRs are resolved where `hyena submit` runs.
+    working_dir: str | None = "."
+    excludes: list[str] = field(default_factory=lambda: list(DEFAULT_EXCLUDES))  # gitignore-style
+    py_modules: list[str] = field(default_factory=list)  # local packages or wheels put on PYTHONPATH
+    pip: list[str] = field(default_factory=list)  # requirements installed into the job's env
+    env_vars: dict[str, str] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        for name in self.env_vars:
+            if not _ENV_NAME.fullmatch(name):
+                raise ValueError(f"submission.runtime_env.env_vars.{name} is not a valid environment variable name")
+            if _CREDENTIAL.search(name.upper()):
+                raise ValueError(
+                    f"submission.runtime_env.env_vars.{name} looks like a credential; job files are committed and "
+                    "stored in the cluster's job table. Give nodes credentials through an instance profile / "
+                    "service account, or the environment of `ray start`, not the job file"
+                )
+        for key in ("excludes", "py_modules", "pip"):
+            if any(not item.strip() for item in getattr(self, key)):
+                raise ValueError(f"submission.runtime_env.{key} holds an empty entry")
+        if self.working_dir is not None and not self.working_dir.strip():
+            raise ValueError("submission.runtime_env.working_dir is empty; use '.' or null (no upload)")
+
+
+@dataclass(frozen=True)
+class EntrypointSection:
+    """Resources reserved for the job's driver process (the `hyena ...` command itself).
+
+    All zero (Ray's default): the driver runs on the head node, where the MLflow server listens
+    on 127.0.0.1. Ask for resources only if the head has them and the driver needs them.
+    """
+
+    num_cpus: float = 0.0  # CPUs reserved for the driver (entrypoint) process on the cluster
+    num_gpus: float = 0.0  # GPUs reserved for the driver process (workers ask for their own)
+    memory: int = 0  # bytes
+    resources: dict[str, float] = field(default_factory=dict)  # custom resources, e.g. {head: 0.01}
+
+    def validate(self) -> None:
+        for key in ("num_cpus", "num_gpus", "memory"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"submission.entrypoint.{key} must be >= 0, got {getattr(self, key)}")
+        for name, amount in self.resources.items():
+            if amount < 0:
+                raise ValueError(f"submission.entrypoint.resources.{name} must be >= 0, got {amount}")
+
+
+@dataclass(frozen=True)
+class SubmissionSection:
+    """The ``submission:`` section of a job YAML; read by `hyena submit`, ignored by the job itself."""
+
+    runtime_env: RuntimeEnvSection = field(default_factory=RuntimeEnvSection)
+    entrypoint: EntrypointSection = field(default_factory=EntrypointSection)
+    # null: Ray makes one (raysubmit_...). Placeholders {job} (file stem), {time} (UTC), {user}.
+    # A fixed id makes a second submission of the same job fail instead of running twice.
+    submission_id: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)  # shown by `ray job list`
+
+    def validate(self) -> None:
+        if self.submission_id is not None:
+            example = format_submission_id(self.submission_id, job="pretrain", user="user", now=0.0)
+            if not _SUBMISSION_ID.fullmatch(example):
+                raise ValueError(
+                    f"submission.submission_id={self.submission_id!r} gives {example!r}; use letters, digits, "
+                    f"'.', '_', '-' and the placeholders {{{'}, {'.join(SUBMISSION_ID_FIELDS)}}}"
+                )
+        reserved = sorted(k for k in self.metadata if k.startswith("hyena."))
+        if reserved:
+            raise ValueError(f"submission.metadata.{reserved[0]}: keys starting with 'hyena.' are set by hyena submit")
+
+
+def format_submission_id(template: str, *, job: str, user: str, now: float | None = None) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(time.time() if now is None else now))
+    try:
+        return template.format(job=job, time=stamp, user=user)
+    except (KeyError, IndexError, ValueError) as err:
+        raise ValueError(
+            f"submission.submission_id={template!r}: bad placeholder {err}; valid: "
+            + ", ".join("{" + f + "}" for f in SUBMISSION_ID_FIELDS)
+        ) from None
+
+
+# ------------------------------------------------------------------------------ the request
+
+
+def job_kind(data: Mapping[str, Any], *, source: str) -> str:
+    """Which `hyena` command a job file is for: pretrain, score or shard (from its sections)."""
+    output = data.get("output")
+    if isinstance(output, str):
+        return "shard"
+    scoring = [k for k in ("output", "target", "window", "compute") if k in data]
+    training = [k for k in ("train", "scaling", "checkpoint") if k in data]
+    if scoring and training:
+        raise ConfigError(
+            f"{source}: has both scoring sections ({', '.join(scoring)}) and training sections "
+            f"({', '.join(training)}); a job file is either a pretrain job or a score job"
+        )
+    return "score" if scoring else "pretrain"
+
+
+def _load(kind: str, path: str, overrides: Sequence[str]) -> Any:
+    if kind == "pretrain":
+        from hyena_platform.train.config import load_job
+    elif kind == "score":
+        from hyena_platform.score.config import load_job
+    else:
+        from hyena_platform.commands.shard import ShardJob
+        from hyena_platform.config import load_config
+
+        return load_config(ShardJob, path, overrides)
+    return load_job(path, overrides)
+
+
+@dataclass(frozen=True)
+class SubmitRequest:
+    """Everything sent to the job server; `kwargs()` is JobSubmissionClient.submit_job's."""
+
+    kind: str
+    job_file: str  # as the entrypoint names it (relative to the working directory)
+    entrypoint: str
+    runtime_env: dict[str, Any]
+    submission_id: str | None
+    metadata: dict[str, str]
+    entrypoint_resources: dict[str, Any]
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"entrypoint": self.entrypoint, "runtime_env": self.runtime_env or None,
+                "submission_id": self.submission_id, "metadata": self.metadata, **self.entrypoint_resources}
+
+    def describe(self) -> str:
+        import yaml
+
+        return yaml.safe_dump({"entrypoint": self.entrypoint, "runtime_env": self.runtime_env,
+                               "submission_id": self.submission_id, "metadata": self.metadata,
+                               **self.entrypoint_resources}, sort_keys=False).rstrip()
+
+
+def build_request(job_file: str | Path, overrides: Sequence[str] = (), extra_args: Sequence[str] = (),
+                  *, cwd: str | Path | None = None) -> SubmitRequest:
+    """Validate the job here (with its overrides) and build the submission; ConfigError on problems."""
+    cwd = Path(cwd or os.getcwd()).resolve()
+    source = str(job_file)
+    path = Path(job_file)
+    path = (path if path.is_absolute() else cwd / path).resolve()
+    kind = job_kind(load_yaml_mapping(path), source=source)
+    job = _load(kind, str(path), overrides)
+    section: SubmissionSection = getattr(job, "submission", None) or SubmissionSection()
+    renv = section.runtime_env
+
+    runtime_env: dict[str, Any] = {}
+    job_arg = source
+    if renv.working_dir is not None:
+        in_place = renv.working_dir.startswith(LOCAL_PREFIX)
+        if "://" in renv.working_dir and not in_place:
+            runtime_env["working_dir"] = renv.working_dir  # a remote package (s3://...zip): as is
+        else:
+            wd = (cwd / renv.working_dir.removeprefix(LOCAL_PREFIX)).resolve()
+            if not wd.is_dir():
+                raise ConfigError(f"{source}: submission.runtime_env.working_dir={renv.working_dir!r}: no directory {wd}")
+            try:
+                job_arg = path.relative_to(wd).as_posix()
+            except ValueError:
+                raise ConfigError(
+                    f"{source}: the job file is outside submission.runtime_env.working_dir ({wd}), so the cluster "
+                    "would not see it; move it under that directory or change working_dir"
+                ) from None
+            # local://DIR: used in place on every node (a shared filesystem), nothing uploaded.
+            runtime_env["working_dir"] = f"{LOCAL_PREFIX}{wd}" if in_place else str(wd)
+        if renv.excludes and not runtime_env["working_dir"].startswith(LOCAL_PREFIX):
+            runtime_env["excludes"] = list(renv.excludes)
+    if renv.py_modules:
+        modules = []
+        for item in renv.py_modules:
+            if "://" in item:
+                modules.append(item)
+                continue
+            local = (cwd / item).resolve()
+            if not local.exists():
+                raise ConfigError(f"{source}: submission.runtime_env.py_modules: {item!r} does not exist ({local})")
+            modules.append(str(local))
+        runtime_env["py_modules"] = modules
+    if renv.pip:
+        runtime_env["pip"] = list(renv.pip)
+    # Unbuffered output: the job's log lines reach `hyena submit` as they are printed.
+    runtime_env["env_vars"] = {"PYTHONUNBUFFERED": "1", **renv.env_vars}
+
+    unsupported = [flag for flag in extra_args if flag not in JOB_FLAGS[kind]]
+    if unsupported:
+        raise ConfigError(f"{source}: {unsupported[0]} is not an option of `hyena {kind}` "
+                          f"(it takes {', '.join(JOB_FLAGS[kind]) or 'no flags'})")
+    command = ["hyena", kind, job_arg]
+    for item in overrides:
+        command += ["--set", item]
+    command += list(extra_args)
+    user = _user()
+    submission_id = None
+    if section.submission_id is not None:
+        try:
+            submission_id = format_submission_id(section.submission_id, job=path.stem, user=user)
+        except ValueError as err:
+            raise ConfigError(f"{source}: {err}") from None
+    metadata = {**section.metadata, "hyena.command": kind, "hyena.job": job_arg, "hyena.user": user}
+    if overrides:
+        metadata["hyena.overrides"] = " ".join(overrides)
+    ep = section.entrypoint
+    resources: dict[str, Any] = {}
+    if ep.num_cpus:
+        resources["entrypoint_num_cpus"] = ep.num_cpus
+    if ep.num_gpus:
+        resources["entrypoint_num_gpus"] = ep.num_gpus
+    if ep.memory:
+        resources["entrypoint_memory"] = ep.memory
+    if ep.resources:
+        resources["entrypoint_resources"] = dict(ep.resources)
+    return SubmitRequest(kind=kind, job_file=job_arg, entrypoint=shlex.join(command), runtime_env=runtime_env,
+                         submission_id=submission_id, metadata=metadata, entrypoint_resources=resources)
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return re.sub(r"[^A-Za-z0-9._-]", "-", getpass.getuser()) or "user"
+    except (KeyError, OSError):
+        return "user"
+
+
+# --------------------------------------------------------------------------- the job server
+
+
+def resolve_address(address: str | None) -> str:
+    """--address, else RAY_API_SERVER_ADDRESS, else RAY_ADDRESS, else http://127.0.0.1:8265."""
+    return (address or os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS")
+            or DEFAULT_ADDRESS)
+
+
+def token_auth_wanted(environ: Mapping[str, str] | None = None, home: str | Path | None = None) -> bool:
+    """RAY_AUTH_MODE if set, else whether a token is at hand: RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH
+    or ~/.ray/auth_token (what `ray.init` checks for a local cluster)."""
+    environ = os.environ if environ is None else environ
+    mode = environ.get("RAY_AUTH_MODE")
+    if mode is not None:
+        return mode.lower() == "token"
+    home = Path(home) if home is not None else Path.home()
+    return bool(environ.get("RAY_AUTH_TOKEN") or environ.get("RAY_AUTH_TOKEN_PATH")
+                or (home / ".ray" / "auth_token").is_file())
+
+
+def enable_token_auth_if_available() -> bool:
+    """Switch this process to RAY_AUTH_MODE=token when `token_auth_wanted`; returns whether it is on."""
+    if not token_auth_wanted():
+        return False
+    if "RAY_AUTH_MODE" not in os.environ:
+        os.environ["RAY_AUTH_MODE"] = "token"
+        if "ray._raylet" in sys.modules:  # Ray caches its config at import; re-read the environment
+            from ray._raylet import Config
+
+            Config.initialize("")
+    return True
+
+
+def connect(address: str | None):
+    """A JobSubmissionClient for `address` (see resolve_address); SubmitError if unreachable."""
+    url = resolve_address(address)
+    enable_token_auth_if_available()
+    # The client prefers RAY_API_SERVER_ADDRESS / RAY_ADDRESS over its argument; the resolved
+    # address already accounts for them, and an explicit --address must win.
+    for name in ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS"):
+        os.environ.pop(name, None)
+    from ray.exceptions import AuthenticationError
+    from ray.job_submission import JobSubmissionClient
+
+    try:
+        return JobSubmissionClient(url)
+    except AuthenticationError:
+        raise SubmitError(_auth_hint(url)) from None
+    except ConnectionError as err:
+        raise SubmitError(
+            f"cannot reach the Ray job server at {url} ({_first_line(err)}); is the cluster up and its dashboard "
+            "port forwarded (`ray attach cluster/aws.yaml -p 8265`)? Pass --address or set RAY_API_SERVER_ADDRESS"
+        ) from None
+
+
+def _auth_hint(url: str) -> str:
+    return (f"the Ray job server at {url} requires its token: set RAY_AUTH_TOKEN_PATH to a file holding it "
+            "(`ray get-auth-token` on the head node prints it) and RAY_AUTH_MODE=token")
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def submit(request: SubmitRequest, *, address: str | None = None, wait: bool = True,
+           out: TextIO | None = None, on_submitted: Callable[[str], None] | None = None) -> int:
+    """Submit; with `wait`, stream the logs and return 0 if the job succeeded, else 1."""
+    out = out or sys.stdout
+    client = connect(address)
+    url = resolve_address(address)
+    from ray.exceptions import AuthenticationError
+
+    started = time.perf_counter()
+    try:
+        job_id = client.submit_job(**request.kwargs())
+    except AuthenticationError:
+        raise SubmitError(_auth_hint(url)) from None
+    except (RuntimeError, ValueError) as err:
+        raise SubmitError(f"the job server at {url} refused the job: {_first_line(err)}") from None
+    print(f"submitted {job_id} to {url}: {request.entrypoint}", file=out, flush=True)
+    if on_submitted:
+        on_submitted(job_id)
+    if not wait:
+        print(f"follow it with: ray job logs --follow {job_id} --address {url}\n"
+              f"stop it with:   ray job stop {job_id} --address {url}", file=out, flush=True)
+        return 0
+    try:
+        follow_logs(client, job_id, out)
+        info = wait_for_end(client, job_id)
+    except KeyboardInterrupt:
+        print(f"\nstopped following {job_id}; it keeps running. Stop it with: ray job stop {job_id} "
+              f"--address {url}", file=out, flush=True)
+        return 130
+    elapsed = time.perf_counter() - started
+    status = str(getattr(info.status, "value", info.status))
+    if status == "SUCCEEDED":
+        print(f"job {job_id} succeeded in {elapsed:.0f} s", file=out, flush=True)
+        return 0
+    # The job server's message repeats the log tail (already streamed above): its first line only.
+    message = (info.message or "no message").strip().splitlines()[0]
+    print(f"job {job_id} {status.lower()} after {elapsed:.0f} s: {message}", file=out, flush=True)
+    return 1
+
+
+def follow_logs(client: Any, job_id: str, out: TextIO) -> None:
+    """Print the job's logs as they come (websocket), falling back to polling if it breaks."""
+    import asyncio
+
+    printed = 0
+
+    async def tail() -> None:
+        nonlocal printed
+        async for chunk in client.tail_job_logs(job_id):
+            out.write(chunk)
+            out.flush()
+            printed += len(chunk)
+
+    try:
+        asyncio.run(tail())
+        return
+    except (RuntimeError, OSError) as err:
+        print(f"[hyena submit] log stream broke ({_first_line(err)}); polling instead", file=out, flush=True)
+    while True:  # the full log grows; print what is new
+        logs = client.get_job_logs(job_id)
+        if len(logs) > printed:
+            out.write(logs[printed:])
+            out.flush()
+            printed = len(logs)
+        if str(getattr(client.get_job_status(job_id), "value", "")) in TERMINAL:
+            return
+        time.sleep(2)
+
+
+def wait_for_end(client: Any, job_id: str, poll_s: float = 0.5) -> Any:
+    """The job's JobDetails once it is terminal (the log stream can end a moment earlier)."""
+    while True:
+        info = client.get_job_info(job_id)
+        if str(getattr(info.status, "value", info.status)) in TERMINAL:
+            return info
+        time.sleep(poll_s)
