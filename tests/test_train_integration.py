@@ -201,6 +201,16 @@ def test_rerunning_with_a_changed_recipe_is_refused(finished):
         run_pretrain(make_job(tmp, "warmup", lr=1e-3), source="warmup.yaml")
 
 
+def test_logged_data_hash_is_the_shard_manifest_hash_of_the_same_genome(finished, tmp_path):
+    """The hash logged for a FASTA run equals what `hyena shard` writes in its manifest."""
+    from hyena_platform.data.config import DataConfig
+    from hyena_platform.data.pipeline import write_shards
+
+    _, _, result, _ = finished
+    manifest = write_shards(DataConfig(), str(tmp_path / "shards"))
+    assert manifest.content_hash == result.data_hash
+
+
 # ---------------------------------------------------------------------------- faults
 
 

@@ -46,8 +46,10 @@ SCORE: dict[str, Any] = {
     "model": {"uri": f"models:/{MODEL_NAME}@{ALIAS}"},
     "target": {"regions": ["chrII"]},
     "window": {"size": 1024, "stride": 512},
-    "compute": {"replicas": 1, "batch_size": 16, "cpus_per_replica": 1.0, "threads_per_replica": 2},
-    "output": {"track": "log_prob", "track_format": "bigwig", "bin_size": 10_000},
+    # Two single-threaded replicas keep both cores busy; 64 Ki-base chunks make resuming and the
+    # progress lines fine-grained (17 chunks for chrII).
+    "compute": {"replicas": 2, "batch_size": 16, "cpus_per_replica": 0.75, "threads_per_replica": 1},
+    "output": {"track": "log_prob", "track_format": "bigwig", "bin_size": 10_000, "chunk_size": 65_536},
     "tracking": {"experiment": "hyena-demo-score"},
 }
 

@@ -16,14 +16,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import platform as _platform
-import statistics
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,12 +30,17 @@ from hyena import HyenaConfig
 from hyena_platform import tracking
 from hyena_platform.config import to_dict
 from hyena_platform.errors import ConfigError, HyenaPlatformError, InputError
-from hyena_platform.train.baselines import LN2
 from hyena_platform.train.config import PretrainJob, check_job
-from hyena_platform.train.schedule import Stage
+from hyena_platform.train.result import (  # noqa: F401 - re-exported: PretrainResult, StageSummary
+    MODEL_VERSION_TAG,
+    PretrainResult,
+    StageSummary,
+    median_tokens_per_s,
+    reused_result,
+    stage_summaries,
+)
 
 ProgressFn = Callable[[dict[str, Any]], None]
-MODEL_VERSION_TAG = "hyena.model_version"
 # Sections whose change makes a resumed run a different experiment (scaling, checkpoint and
 # tracking may change between attempts: more workers, another alias, ...).
 RESUME_STRICT_SECTIONS = ("model.", "data.", "train.")
@@ -46,68 +48,6 @@ RESUME_STRICT_SECTIONS = ("model.", "data.", "train.")
 
 class TrainingDivergedError(HyenaPlatformError):
     """The loss or gradient norm became non-finite; the run stopped at the last good checkpoint."""
-
-
-@dataclass(frozen=True)
-class StageSummary:
-    index: int
-    length: int
-    steps: int
-    end_step: int
-    val_loss: float | None  # nats per token, at the stage's end, on held-out windows of its length
-    baselines: dict[int, float] = field(default_factory=dict)  # order k -> bits per base, same windows
-
-    @property
-    def val_perplexity(self) -> float | None:
-        return None if self.val_loss is None else math.exp(self.val_loss)
-
-    @property
-    def val_bits_per_base(self) -> float | None:
-        return None if self.val_loss is None else self.val_loss / LN2
-
-
-@dataclass(frozen=True)
-class PretrainResult:
-    run_id: str
-    run_name: str
-    tracking_uri: str
-    experiment: str
-    model_name: str
-    model_version: int
-    alias: str
-    checkpoint_path: str  # the final Ray Train checkpoint (model/ inside is the released format)
-    storage_path: str  # the Ray Train run directory
-    data_hash: str
-    stages: tuple[StageSummary, ...]
-    steps: int
-    tokens_per_s: float | None  # median over logged steps
-    reused: bool = False  # True when the run had already finished and nothing was trained
-    timings: dict[str, float] = field(default_factory=dict)  # seconds per driver phase
-
-    @property
-    def model_uri(self) -> str:
-        return f"models:/{self.model_name}@{self.alias}"
-
-    @property
-    def version_uri(self) -> str:
-        return f"models:/{self.model_name}/{self.model_version}"
-
-    @property
-    def final_perplexity(self) -> float | None:
-        return self.stages[-1].val_perplexity if self.stages else None
-
-    def table(self) -> str:
-        """Held-out perplexity per stage beside the k-mer baselines (perplexity = 2^bits)."""
-        orders = sorted({k for s in self.stages for k in s.baselines})
-        head = f"{'stage':>5} {'length':>7} {'steps':>6} {'model ppl':>10} {'bits/base':>9}" + "".join(
-            f" {f'k={k} ppl':>9}" for k in orders)
-        lines = [head]
-        for s in self.stages:
-            ppl = f"{s.val_perplexity:10.4f}" if s.val_loss is not None else f"{'-':>10}"
-            bpb = f"{s.val_bits_per_base:9.4f}" if s.val_loss is not None else f"{'-':>9}"
-            base = "".join(f" {2 ** s.baselines[k]:9.4f}" if k in s.baselines else f" {'-':>9}" for k in orders)
-            lines.append(f"{s.index:>5} {s.length:>7} {s.steps:>6} {ppl} {bpb}{base}")
-        return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------------- helpers
@@ -170,22 +110,6 @@ def ensure_ray(job: PretrainJob, *, log_to_driver: bool = True) -> None:
 def _resume_differences(job_params: dict[str, str], logged: dict[str, str]) -> list[str]:
     keys = {k for k in set(job_params) | set(logged) if k.startswith(RESUME_STRICT_SECTIONS)}
     return sorted(k for k in keys if job_params.get(k) != logged.get(k))
-
-
-def stage_summaries(cfg: tracking.TrackingConfig, run_id: str, stages: tuple[Stage, ...],
-                    orders: tuple[int, ...]) -> tuple[StageSummary, ...]:
-    val = dict(tracking.metric_history(cfg, run_id, "val/loss"))
-    base = {k: dict(tracking.metric_history(cfg, run_id, f"baseline/order_{k}/bits_per_base")) for k in orders}
-    return tuple(
-        StageSummary(s.index, s.length, s.steps, s.end_step, val.get(s.end_step),
-                     {k: base[k][s.end_step] for k in orders if s.end_step in base[k]})
-        for s in stages
-    )
-
-
-def _median_tokens_per_s(cfg: tracking.TrackingConfig, run_id: str) -> float | None:
-    values = [v for _, v in tracking.metric_history(cfg, run_id, "train/tokens_per_s")]
-    return statistics.median(values) if values else None
 
 
 class _ProgressTail(threading.Thread):
@@ -279,7 +203,8 @@ def run_pretrain(job: PretrainJob, *, source: str = "<job>", fresh: bool = False
         run_id = existing.info.run_id
         version = existing.data.tags.get(MODEL_VERSION_TAG)
         if existing.info.status == "FINISHED" and version:
-            return _reused_result(tcfg, existing, stages, job, name, run_key)
+            return reused_result(tcfg, existing, stages, tuple(sorted(set(job.train.baseline_orders))), name,
+                                 run_key)
         tracking.reopen_run(tcfg, run_id)
     else:
         run_id = tracking.start_run(tcfg, run_key=run_key, run_name=name, tags={
@@ -295,8 +220,8 @@ def run_pretrain(job: PretrainJob, *, source: str = "<job>", fresh: bool = False
 
             import ray.data
 
+            logging.getLogger("ray.data").setLevel(logging.ERROR)
             ray.data.DataContext.get_current().enable_progress_bars = False
-            logging.getLogger("ray.data").setLevel(logging.WARNING)
         lap("ray_init")
         os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1")  # report() can block up to this long
 
@@ -409,7 +334,7 @@ def run_pretrain(job: PretrainJob, *, source: str = "<job>", fresh: bool = False
         run_id=run_id, run_name=name, tracking_uri=tcfg.uri, experiment=tcfg.experiment,
         model_name=tcfg.register_as, model_version=version, alias=tcfg.alias,
         checkpoint_path=result.checkpoint.path, storage_path=run_key, data_hash=data_hash,
-        stages=summaries, steps=total, tokens_per_s=_median_tokens_per_s(tcfg, run_id), timings=timings,
+        stages=summaries, steps=total, tokens_per_s=median_tokens_per_s(tcfg, run_id), timings=timings,
     )
 
 
@@ -421,15 +346,3 @@ def _count_parameters(cfg: HyenaConfig) -> int:
 
     with torch.device("meta"):
         return HyenaDNAForCausalLM(cfg).num_parameters()
-
-
-def _reused_result(cfg, run, stages, job: PretrainJob, name: str, run_key: str) -> PretrainResult:
-    run_id = run.info.run_id
-    orders = tuple(sorted(set(job.train.baseline_orders)))
-    return PretrainResult(
-        run_id=run_id, run_name=name, tracking_uri=cfg.uri, experiment=cfg.experiment,
-        model_name=cfg.register_as, model_version=int(run.data.tags[MODEL_VERSION_TAG]), alias=cfg.alias,
-        checkpoint_path=run.data.tags.get("hyena.last_checkpoint", ""), storage_path=run_key,
-        data_hash=run.data.tags.get("hyena.data_hash", ""), stages=stage_summaries(cfg, run_id, stages, orders),
-        steps=stages[-1].end_step, tokens_per_s=_median_tokens_per_s(cfg, run_id), reused=True,
-    )
