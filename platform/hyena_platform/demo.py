@@ -81,7 +81,7 @@ class DemoResult:
             "",
             "Outputs:",
             f"  scores (Parquet by chromosome): {s.output}",
-            f"  track ({s.track.suffix[1:] if s.track else '-'}):{' ' * 14}{s.track}",
+            f"  {'track (' + (s.track.suffix[1:] if s.track else '-') + '):':31s} {s.track}",
             f"  manifest:                       {s.manifest}",
         ]
         lines += [f"  {name + ':':31s} {path}" for name, path in self.pictures.items()]
