@@ -7,11 +7,10 @@ checkpoint; a finished run is reused; --fresh starts over.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from typing import Any
 
-from hyena_platform.cli import add_job_arguments
+from hyena_platform.cli import add_job_arguments, format_duration
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,13 +40,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "-"
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
 def print_progress(event: dict[str, Any], stream=None) -> None:
     """One line per report: stage, step, loss, tokens/s, ETA; one per validation."""
     out = stream or sys.stdout
@@ -59,7 +51,7 @@ def print_progress(event: dict[str, Any], stream=None) -> None:
         tps = event.get("tokens_per_s") or 0.0
         print(f"[stage {event['stage'] + 1}/{event['n_stages']} L={event['seq_len']}] "
               f"step {event['step']}/{event['total_steps']}  loss {event['loss']:.4f}  "
-              f"{tps:,.0f} tok/s  ETA {_duration(event.get('eta_s'))}", file=out)
+              f"{tps:,.0f} tok/s  ETA {format_duration(event.get('eta_s'))}", file=out)
     for v in event.get("val") or ():
         print(f"  held-out L={v['seq_len']} at step {v['step']}: loss {v['loss']:.4f}  "
               f"perplexity {v['perplexity']:.4f}  {v['bits_per_base']:.4f} bits/base", file=out)

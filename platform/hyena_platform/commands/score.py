@@ -8,11 +8,10 @@ output.overwrite: true).
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from typing import Any
 
-from hyena_platform.cli import add_job_arguments
+from hyena_platform.cli import add_job_arguments, format_duration
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,13 +54,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "-"
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
 class ProgressPrinter:
     """One line per event, chunk lines at most every `every_s` seconds (and the last one)."""
 
@@ -87,7 +79,7 @@ class ProgressPrinter:
                 return
             self.last = now
             print(f"[{event['done']}/{event['total']} chunks] {event['chrom']}:{event['start']:,}-"
-                  f"{event['end']:,}  {event['bases_per_s']:,.0f} bases/s  ETA {_duration(event.get('eta_s'))}",
+                  f"{event['end']:,}  {event['bases_per_s']:,.0f} bases/s  ETA {format_duration(event.get('eta_s'))}",
                   file=out)
         elif kind == "finalize":
             print("checking coverage, writing bins and the track", file=out)

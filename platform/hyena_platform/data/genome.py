@@ -14,7 +14,7 @@ import fnmatch
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from hyena_platform.data.config import SPLITS, DataConfig
 from hyena_platform.data.fasta import (  # noqa: F401 - re-exported: the genome API in one place
@@ -252,6 +252,17 @@ def chromosome_splits(records: Sequence[Record], selected: Sequence[Record], *,
     return segments
 
 
+def bed_lines(path: Path) -> Iterator[tuple[int, list[str], str]]:
+    """(1-based line number, columns, text) of each data line of a BED file: blank, comment,
+    `track` and `browser` lines skipped; tab-separated, or whitespace when a line has no tab."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for lineno, line in enumerate(f, 1):
+            text = line.strip()
+            if not text or text.startswith(("#", "track", "browser")):
+                continue
+            yield lineno, (text.split("\t") if "\t" in text else text.split()), text
+
+
 def read_bed(path: str, *, all_records: Sequence[Record], selected: Sequence[Record]) -> list[Segment]:
     """Intervals `chrom start end split` (tab or space separated, extra columns ignored).
 
@@ -265,35 +276,30 @@ def read_bed(path: str, *, all_records: Sequence[Record], selected: Sequence[Rec
     lengths = {r.name: r.length for r in all_records}
     chosen = {r.name for r in selected}
     rows: list[tuple[str, int, int, str, int]] = []
-    with open(p, encoding="utf-8", errors="replace") as f:
-        for lineno, line in enumerate(f, 1):
-            text = line.strip()
-            if not text or text.startswith(("#", "track", "browser")):
-                continue
-            cols = text.split("\t") if "\t" in text else text.split()
-            if len(cols) < 4:
-                raise InputError(f"{path}:{lineno}: expected 4 columns chrom, start, end, split; "
-                                 f"got {len(cols)}: {text[:80]!r}")
-            chrom, start_s, end_s, split = (c.strip() for c in cols[:4])
-            if lineno == 1 and start_s.lower() == "start":
-                continue  # header
-            try:
-                start, end = int(start_s), int(end_s)
-            except ValueError:
-                raise InputError(f"{path}:{lineno}: start and end must be integers, "
-                                 f"got {start_s!r} {end_s!r}") from None
-            if chrom not in lengths:
-                raise InputError(f"{path}:{lineno}: chromosome {chrom!r} is not in the FASTA; "
-                                 f"records: {_few(list(lengths))}")
-            if start < 0 or end <= start:
-                raise InputError(f"{path}:{lineno}: interval {chrom}:{start}-{end} must have "
-                                 f"0 <= start < end")
-            if end > lengths[chrom]:
-                raise InputError(f"{path}:{lineno}: interval {chrom}:{start}-{end} ends past the "
-                                 f"end of {chrom} ({lengths[chrom]:,} bp)")
-            if split not in SPLITS:
-                raise InputError(f"{path}:{lineno}: split {split!r} must be one of {', '.join(SPLITS)}")
-            rows.append((chrom, start, end, split, lineno))
+    for lineno, cols, text in bed_lines(p):
+        if len(cols) < 4:
+            raise InputError(f"{path}:{lineno}: expected 4 columns chrom, start, end, split; "
+                             f"got {len(cols)}: {text[:80]!r}")
+        chrom, start_s, end_s, split = (c.strip() for c in cols[:4])
+        if lineno == 1 and start_s.lower() == "start":
+            continue  # header
+        try:
+            start, end = int(start_s), int(end_s)
+        except ValueError:
+            raise InputError(f"{path}:{lineno}: start and end must be integers, "
+                             f"got {start_s!r} {end_s!r}") from None
+        if chrom not in lengths:
+            raise InputError(f"{path}:{lineno}: chromosome {chrom!r} is not in the FASTA; "
+                             f"records: {_few(list(lengths))}")
+        if start < 0 or end <= start:
+            raise InputError(f"{path}:{lineno}: interval {chrom}:{start}-{end} must have "
+                             f"0 <= start < end")
+        if end > lengths[chrom]:
+            raise InputError(f"{path}:{lineno}: interval {chrom}:{start}-{end} ends past the "
+                             f"end of {chrom} ({lengths[chrom]:,} bp)")
+        if split not in SPLITS:
+            raise InputError(f"{path}:{lineno}: split {split!r} must be one of {', '.join(SPLITS)}")
+        rows.append((chrom, start, end, split, lineno))
     if not rows:
         raise InputError(f"{path}: BED file has no interval")
     order = {r.name: i for i, r in enumerate(all_records)}

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from hyena_platform.data.config import DataConfig
-from hyena_platform.data.genome import Record, bundled_genome_path, read_records, select_records
+from hyena_platform.data.genome import Record, bed_lines, bundled_genome_path, read_records, select_records
 from hyena_platform.errors import ConfigError, HyenaPlatformError, InputError
 from hyena_platform.score.config import ScoreJob, TargetSection
 from hyena_platform.score.output import FORMAT_VERSION, score_columns
@@ -172,21 +172,16 @@ def read_bed_regions(path: str) -> list[tuple[str, int, int, str]]:
     if not p.is_file():
         raise InputError(f"target.bed {path}: file not found")
     rows = []
-    with open(p, encoding="utf-8", errors="replace") as f:
-        for lineno, line in enumerate(f, 1):
-            text = line.strip()
-            if not text or text.startswith(("#", "track", "browser")):
-                continue
-            cols = text.split("\t") if "\t" in text else text.split()
-            if len(cols) < 3:
-                raise InputError(f"{path}:{lineno}: expected at least 3 columns chrom, start, end; got {text[:80]!r}")
-            try:
-                start, end = int(cols[1]), int(cols[2])
-            except ValueError:
-                if lineno == 1:
-                    continue  # a header line
-                raise InputError(f"{path}:{lineno}: start and end must be integers, got {cols[1]!r} {cols[2]!r}") from None
-            rows.append((cols[0], start, end, f"{path}:{lineno}"))
+    for lineno, cols, text in bed_lines(p):
+        if len(cols) < 3:
+            raise InputError(f"{path}:{lineno}: expected at least 3 columns chrom, start, end; got {text[:80]!r}")
+        try:
+            start, end = int(cols[1]), int(cols[2])
+        except ValueError:
+            if lineno == 1:
+                continue  # a header line
+            raise InputError(f"{path}:{lineno}: start and end must be integers, got {cols[1]!r} {cols[2]!r}") from None
+        rows.append((cols[0], start, end, f"{path}:{lineno}"))
     if not rows:
         raise InputError(f"target.bed {path}: no interval in the file")
     return rows
