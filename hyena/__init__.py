@@ -3,6 +3,7 @@
     >>> import hyena
     >>> model = hyena.HyenaDNAForCausalLM(hyena.HyenaConfig.variant("tiny-1k"))
     >>> model = hyena.from_pretrained("path/to/checkpoint")  # ours, official, HF port, MultiMolecule
+    >>> clf = hyena.HyenaDNAForSequencePrediction.from_pretrained("path", head=hyena.HeadConfig(num_labels=4))
 
 This package imports only torch, numpy and safetensors: never Ray or MLflow. Names are loaded on
 first use (PEP 562), so `import hyena.tokenizer` in a data worker does not import torch.
@@ -20,6 +21,8 @@ _EXPORTS = {
     "ConfigValueError": "hyena.config", "HyenaConfig": "hyena.config",
     "CausalLMOutput": "hyena.model", "HyenaDNAForCausalLM": "hyena.model", "HyenaDNAModel": "hyena.model",
     "param_groups": "hyena.model",
+    "HeadConfig": "hyena.heads", "HyenaDNAForSequencePrediction": "hyena.heads",
+    "HyenaDNAForTokenPrediction": "hyena.heads", "PredictionOutput": "hyena.heads",
     "HyenaOperator": "hyena.operator", "SequenceTooLongError": "hyena.operator",
     "Tokenizer": "hyena.tokenizer", "TokenizerError": "hyena.tokenizer",
 }

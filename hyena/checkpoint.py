@@ -15,6 +15,7 @@ import re
 import shutil
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -34,6 +35,8 @@ WEIGHTS_FILE = "model.safetensors"
 # export -> import is lossless.
 MM_TO_OFFICIAL = [4, 0, 1, 6, 3, 5, 7, 8, 9, 10, 11, 2, 12, 13, 14, 15]
 OFFICIAL_TO_MM = [MM_TO_OFFICIAL.index(i) for i in range(16)]
+# State-dict prefixes of a task head (hyena.heads); the language-model loader sets them aside.
+HEAD_PREFIXES = ("head.", "pooler.")
 
 
 class CheckpointError(ValueError):
@@ -44,21 +47,28 @@ class CheckpointError(ValueError):
 # Our format
 
 
-def save_pretrained(model: HyenaDNAForCausalLM, directory: str | Path) -> Path:
-    """Write `directory` atomically: a reader never sees a half-written checkpoint."""
+def save_pretrained(model: HyenaDNAForCausalLM, directory: str | Path, *, extra_config: dict | None = None) -> Path:
+    """Write `directory` atomically: a reader never sees a half-written checkpoint.
+
+    `extra_config` adds keys to config.json (hyena.heads stores `architecture` and `head`).
+    """
+    config = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "model_type": "hyenadna",
+              **model.config.to_dict(), **(extra_config or {})}
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in _canonical_state_dict(model).items()}
+    return _write_directory(directory, config, tensors, {"format": FORMAT_NAME})
+
+
+def _write_directory(directory: str | Path, config: dict, tensors: dict[str, torch.Tensor],
+                     metadata: dict[str, str]) -> Path:
+    """config.json + model.safetensors written under a temporary name, then renamed into place."""
     from safetensors.torch import save_file
 
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
-        cfg = model.config.to_dict()
-        (tmp / CONFIG_FILE).write_text(
-            json.dumps({"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "model_type": "hyenadna", **cfg},
-                       indent=2) + "\n"
-        )
-        tensors = {k: v.detach().to("cpu").contiguous() for k, v in _canonical_state_dict(model).items()}
-        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": FORMAT_NAME})
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata=metadata)
         if directory.exists():
             shutil.rmtree(directory)
         os.replace(tmp, directory)
@@ -68,10 +78,10 @@ def save_pretrained(model: HyenaDNAForCausalLM, directory: str | Path) -> Path:
     return directory
 
 
-def _canonical_state_dict(model: HyenaDNAForCausalLM) -> dict[str, torch.Tensor]:
+def _canonical_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """State dict without the tied head and, when shared, without the duplicate frequencies."""
     state = dict(model.state_dict())
-    state.pop("lm_head.weight")
+    state.pop("lm_head.weight", None)
     if not model.config.separate_sine_freqs:
         for key in [k for k in state if re.search(r"\.implicit_filter\.[35]\.freq$", k)]:
             del state[key]
@@ -85,11 +95,31 @@ def _canonical_state_dict(model: HyenaDNAForCausalLM) -> dict[str, torch.Tensor]
 def from_pretrained(path: str | Path, *, map_location: str | torch.device = "cpu", **config_overrides: Any) -> HyenaDNAForCausalLM:
     """Load a HyenaDNA checkpoint of any supported layout, in official token ids, eval mode.
 
+    A task-head checkpoint (hyena.heads, MultiMolecule `...ForSequencePrediction`) loads as its
+    backbone with the tied LM head; its task head is ignored here (use hyena.heads to keep it).
+
     `path` is a directory (ours, official Lightning `weights.ckpt` + `config.json`, official HF
     port, MultiMolecule) or a Lightning `.ckpt` file next to its `config.json`.
     `config_overrides` change HyenaConfig fields that do not alter shapes, e.g.
     `modulation_shift=0.0` (official training code) or `separate_sine_freqs=True`.
     """
+    return read_pretrained(path, map_location=map_location, **config_overrides).model
+
+
+@dataclass
+class Pretrained:
+    """A checkpoint as read: the language model, the tensors of a task head and the raw config."""
+
+    model: HyenaDNAForCausalLM
+    head_state: dict[str, torch.Tensor]  # keys under `head.` and `pooler.` (task-head models)
+    raw_config: dict
+    layout: str  # ours, lightning, hf or multimolecule
+    source: str  # the weights file, for error messages
+
+
+def read_pretrained(path: str | Path, *, map_location: str | torch.device = "cpu",
+                    **config_overrides: Any) -> Pretrained:
+    """Like `from_pretrained`, but also return a task head's tensors (hyena.heads builds on it)."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint file or directory")
@@ -97,9 +127,10 @@ def from_pretrained(path: str | Path, *, map_location: str | torch.device = "cpu
     config_path = directory / CONFIG_FILE
     raw = _read_json(config_path) if config_path.is_file() else None
     layout = detect_layout(path, raw)
-    reader = _READERS[layout]
-    cfg, state, source = reader(path, raw)
-    return _build(cfg, state, source, config_overrides, map_location)
+    cfg, state, source = _READERS[layout](path, raw)
+    head_state = {k: state.pop(k) for k in [k for k in state if k.startswith(HEAD_PREFIXES)]}
+    model = _build(cfg, state, source, config_overrides, map_location)
+    return Pretrained(model, head_state, raw or {}, layout, source)
 
 
 def detect_layout(path: Path, raw_config: dict | None) -> str:
@@ -130,7 +161,7 @@ def _read_ours(path: Path, raw: dict) -> tuple[HyenaConfig, dict, str]:
     if raw.get("format_version", 0) > FORMAT_VERSION:
         raise CheckpointError(f"{path / CONFIG_FILE}: format_version {raw['format_version']} is newer than "
                               f"this library's {FORMAT_VERSION}; upgrade hyena-platform")
-    fields = {k: v for k, v in raw.items() if k not in ("format", "format_version", "model_type")}
+    fields = {k: v for k, v in raw.items() if k not in ("format", "format_version", "model_type", "architecture", "head")}
     cfg = _config_from(fields, path / CONFIG_FILE)
     weights = path / WEIGHTS_FILE
     return cfg, _load_safetensors(weights), str(weights)
@@ -200,8 +231,10 @@ def _read_multimolecule(path: Path, raw: dict) -> tuple[HyenaConfig, dict, str]:
     renamed = {}
     for key, value in state.items():
         if key.startswith("model.pooler."):
-            continue  # sequence-classification pooler: not part of the language model
-        if key.startswith("model."):
+            key = key[len("model."):]  # sequence-prediction pooler: a task-head tensor
+        elif key.startswith(("sequence_head.", "token_head.")):
+            key = "head." + key.split(".", 1)[1]
+        elif key.startswith("model."):
             key = "backbone." + key[len("model."):]
         key = key.replace(".final_layer_norm.", ".ln_f.")
         if key == "backbone.embeddings.word_embeddings.weight" or key == "lm_head.weight":
@@ -373,51 +406,48 @@ def _short_list(items: list[str], limit: int = 6) -> str:
 # Export
 
 
-def export_multimolecule(model: HyenaDNAForCausalLM, directory: str | Path) -> Path:
-    """Write a MultiMolecule `HyenaDnaForCausalLM` checkpoint (config.json + model.safetensors).
+def export_multimolecule(model: torch.nn.Module, directory: str | Path) -> Path:
+    """Write a MultiMolecule checkpoint (config.json + model.safetensors) of `model`.
 
-    Embedding rows are permuted to MultiMolecule's token order; the frequency is written once per
-    activation, as MultiMolecule stores it. Official [BOS] travels in MultiMolecule's unused row 11.
+    A HyenaDNAForCausalLM becomes `HyenaDnaForCausalLM`; a hyena.heads model becomes
+    `HyenaDnaForSequencePrediction`/`HyenaDnaForTokenPrediction` (it supplies
+    `multimolecule_head()`). Embedding rows are permuted to MultiMolecule's token order; the
+    frequency is written once per activation, as MultiMolecule stores it. Official [BOS] travels
+    in MultiMolecule's unused row 11.
     """
-    from safetensors.torch import save_file
-
     cfg = model.config
     if cfg.order != 2 or cfg.vocab_size != 12:
         raise CheckpointError("MultiMolecule export supports order-2 models with the official 12-token vocabulary")
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
-        tensors = {}
-        for key, value in model.state_dict().items():
-            if key == "lm_head.weight":
-                continue
-            new = "model." + key[len("backbone."):] if key.startswith("backbone.") else key
-            new = new.replace(".ln_f.", ".final_layer_norm.")
-            if key == "backbone.embeddings.word_embeddings.weight":
-                value = value[torch.tensor(MM_TO_OFFICIAL)]
-            tensors[new] = value.detach().to("cpu").contiguous().clone()
-        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
-        config = {
-            "architectures": ["HyenaDnaForCausalLM"], "model_type": "hyenadna", "vocab_size": 11,
-            "hidden_size": cfg.d_model, "num_hidden_layers": cfg.n_layer, "intermediate_size": cfg.d_inner,
-            "embedding_dropout": cfg.embed_dropout, "hidden_dropout": cfg.hyena_dropout,
-            "max_position_embeddings": cfg.l_max, "initializer_range": cfg.initializer_range,
-            "layer_norm_eps": cfg.layer_norm_epsilon, "hyena_order": cfg.order, "filter_order": cfg.filter_order,
-            "short_filter_order": cfg.short_filter_order, "filter_emb_dim": cfg.emb_dim, "num_inner_mlps": 2,
-            "activation_freq": cfg.w, "filter_dropout": 0.0, "use_bias": True, "train_freq": True,
-            "pad_vocab_size_multiple": cfg.pad_vocab_size_multiple, "tie_word_embeddings": True,
-            "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2, "unk_token_id": 3, "mask_token_id": 4,
-            "null_token_id": 5,
-        }
-        if cfg.modulation_shift != 0.05:
-            warnings.warn(f"MultiMolecule uses modulation shift 0.05; this model uses {cfg.modulation_shift}, "
-                          "so its MultiMolecule outputs will differ", stacklevel=2)
-        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
-        if directory.exists():
-            shutil.rmtree(directory)
-        os.replace(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return directory
+    head_export = getattr(model, "multimolecule_head", None)
+    architecture, head_prefix, head_config = head_export() if head_export else ("HyenaDnaForCausalLM", "", {})
+    tensors = {}
+    for key, value in model.state_dict().items():
+        if key == "lm_head.weight":
+            continue
+        if key.startswith("backbone."):
+            new = ("model." + key[len("backbone."):]).replace(".ln_f.", ".final_layer_norm.")
+        elif key.startswith("pooler."):
+            new = "model." + key
+        elif key.startswith("head."):
+            new = head_prefix + key[len("head."):]
+        else:
+            new = key
+        if key == "backbone.embeddings.word_embeddings.weight":
+            value = value[torch.tensor(MM_TO_OFFICIAL)]
+        tensors[new] = value.detach().to("cpu").contiguous().clone()
+    config = {
+        "architectures": [architecture], "model_type": "hyenadna", "vocab_size": 11,
+        "hidden_size": cfg.d_model, "num_hidden_layers": cfg.n_layer, "intermediate_size": cfg.d_inner,
+        "embedding_dropout": cfg.embed_dropout, "hidden_dropout": cfg.hyena_dropout,
+        "max_position_embeddings": cfg.l_max, "initializer_range": cfg.initializer_range,
+        "layer_norm_eps": cfg.layer_norm_epsilon, "hyena_order": cfg.order, "filter_order": cfg.filter_order,
+        "short_filter_order": cfg.short_filter_order, "filter_emb_dim": cfg.emb_dim, "num_inner_mlps": 2,
+        "activation_freq": cfg.w, "filter_dropout": 0.0, "use_bias": True, "train_freq": True,
+        "pad_vocab_size_multiple": cfg.pad_vocab_size_multiple, "tie_word_embeddings": True,
+        "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2, "unk_token_id": 3, "mask_token_id": 4,
+        "null_token_id": 5, **head_config,
+    }
+    if cfg.modulation_shift != 0.05:
+        warnings.warn(f"MultiMolecule uses modulation shift 0.05; this model uses {cfg.modulation_shift}, "
+                      "so its MultiMolecule outputs will differ", stacklevel=2)
+    return _write_directory(directory, config, tensors, {"format": "pt"})
