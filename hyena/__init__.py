@@ -23,6 +23,7 @@ _EXPORTS = {
     "param_groups": "hyena.model",
     "HeadConfig": "hyena.heads", "HyenaDNAForSequencePrediction": "hyena.heads",
     "HyenaDNAForTokenPrediction": "hyena.heads", "PredictionOutput": "hyena.heads",
+    "autocast_context": "hyena.precision", "resolve_precision": "hyena.precision",
     "HyenaOperator": "hyena.operator", "SequenceTooLongError": "hyena.operator",
     "Tokenizer": "hyena.tokenizer", "TokenizerError": "hyena.tokenizer",
 }
