@@ -207,9 +207,8 @@ def section_score(device: torch.device, shapes: Shapes, report: Report) -> None:
     out, rates = {}, {}
     with torch.inference_mode():
         for precision in ("fp32", "bf16"):
-            dtype = torch.bfloat16 if precision == "bf16" else None
-            out[precision] = score_batch(model, inputs, labels, autocast=dtype)["log_prob"]
-            t = timed(lambda: score_batch(model, inputs, labels, autocast=dtype), device, s.repeats)
+            out[precision] = score_batch(model, inputs, labels, precision=precision)["log_prob"]
+            t = timed(lambda: score_batch(model, inputs, labels, precision=precision), device, s.repeats)
             with autocast_context(device, precision):
                 t_emb = timed(lambda: embed(model, inputs), device, s.repeats)
             rates[precision] = {"score_bases_per_s": inputs.numel() / t, "embed_bases_per_s": inputs.numel() / t_emb}

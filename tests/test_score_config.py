@@ -148,8 +148,12 @@ def test_config_errors_name_the_key(model_dir, tmp_path):
         job_from_mapping(mapping(model_dir, tmp_path, data={"max_n_fraction": 0.5}), source="s.yaml")
     with pytest.raises(ConfigError, match="missing required key model"):
         job_from_mapping({"output": {"path": "x"}}, source="s.yaml")
-    with pytest.raises(ConfigError, match="bf16 needs"):
-        job_from_mapping(mapping(model_dir, tmp_path, compute={"precision": "bf16"}), source="s.yaml")
+    with pytest.raises(ConfigError, match="compute.precision"):
+        job_from_mapping(mapping(model_dir, tmp_path, compute={"precision": "fp16"}), source="s.yaml")
+    # bf16 is valid on CPU too (AVX512-BF16 / AMX); fp32 stays the default.
+    job = job_from_mapping(mapping(model_dir, tmp_path, compute={"precision": "bf16"}), source="s.yaml")
+    assert job.compute.precision == "bf16" and job.compute.device == "cpu"
+    assert job_from_mapping(mapping(model_dir, tmp_path), source="s.yaml").compute.precision == "fp32"
 
 
 @pytest.mark.parametrize("name", ["score.yaml", "score_local.yaml"])

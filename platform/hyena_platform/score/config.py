@@ -98,7 +98,7 @@ class ComputeSection:
     threads_per_replica: int | None = None  # torch threads; null = max(1, int(cpus_per_replica))
     writers: int = 1  # Parquet-writing actors (replicas read their own FASTA spans)
     cpus_per_writer: float = 0.25  # CPUs reserved per writer actor
-    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast on GPU (scores stay float32)
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: bfloat16 matmuls (GPU, or CPU with AVX512-BF16/AMX), FFT and scores float32
 
     def validate(self) -> None:
         if self.replicas < 1 or self.batch_size < 1 or self.writers < 1:
@@ -109,9 +109,6 @@ class ComputeSection:
             raise ValueError("compute CPU and GPU amounts must be >= 0")
         if self.threads_per_replica is not None and self.threads_per_replica < 1:
             raise ValueError(f"compute.threads_per_replica must be >= 1, got {self.threads_per_replica}")
-        if self.precision == "bf16" and self.gpus_per_replica <= 0:
-            raise ValueError("compute.precision=bf16 needs compute.gpus_per_replica > 0 (on CPU "
-                             "bf16 is slower and less exact); use fp32")
 
     @property
     def torch_threads(self) -> int:

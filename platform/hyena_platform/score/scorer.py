@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from hyena.precision import autocast_context
 from hyena.tokenizer import A, C, G, N, T
 from hyena_platform.score.windows import Chunk, chunk_windows, strand_sequence, window_batch
 
@@ -27,13 +28,12 @@ RC_BASE_IDS = (T, G, C, A)  # reverse-strand probability of the complement, in f
 
 
 def score_batch(model: torch.nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *,
-                probabilities: bool = False, autocast: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+                probabilities: bool = False, precision: str = "fp32") -> dict[str, torch.Tensor]:
     """inputs, labels: int64 (B, L). Returns float32 (B, L) ``log_prob`` and ``entropy``, and
-    ``probs`` (B, L, 4) in A, C, G, T order when `probabilities`. Call under inference_mode."""
-    if autocast is not None:
-        with torch.autocast(inputs.device.type, dtype=autocast):
-            logits = model(inputs).logits
-    else:
+    ``probs`` (B, L, 4) in A, C, G, T order when `probabilities`. Call under inference_mode.
+    `precision` bf16 runs the model's matrix products in bfloat16 (`hyena.precision`); the
+    softmax and every score are float32 either way."""
+    with autocast_context(inputs.device, precision):
         logits = model(inputs).logits  # (B, L, V)
     logp = torch.log_softmax(logits.float(), dim=-1)  # (B, L, V)
     out = {
@@ -92,7 +92,7 @@ class ChunkScorer:
         self.window, self.stride, self.batch_size = window, stride, batch_size
         self.reverse_strand, self.probabilities = reverse_strand, probabilities
         self.device = torch.device(device)
-        self.autocast = torch.bfloat16 if precision == "bf16" else None
+        self.precision = precision
 
     # ---------------------------------------------------------------------------------- scoring
 
@@ -129,7 +129,7 @@ class ChunkScorer:
                 inputs, labels, owned = window_batch(seq, seq_start, rows, width)
                 out = score_batch(self.model, torch.from_numpy(inputs).to(self.device),
                                   torch.from_numpy(labels).to(self.device),
-                                  probabilities=self.probabilities, autocast=self.autocast)
+                                  probabilities=self.probabilities, precision=self.precision)
                 mask = torch.from_numpy(owned).to(self.device)
                 for key, value in out.items():
                     parts.setdefault(key, []).append(value[mask].cpu().numpy())
