@@ -4,6 +4,8 @@
     >>> model = hyena.HyenaDNAForCausalLM(hyena.HyenaConfig.variant("tiny-1k"))
     >>> model = hyena.from_pretrained("path/to/checkpoint")  # ours, official, HF port, MultiMolecule
     >>> clf = hyena.HyenaDNAForSequencePrediction.from_pretrained("path", head=hyena.HeadConfig(num_labels=4))
+    >>> hyena.embed(model, ["ACGTTGCA"], pooling="mean")       # (1, D) sequence embeddings
+    >>> hyena.generate(model, hyena.Tokenizer().encode("ACGT"), 64, seed=0).sequences
 
 This package imports only torch, numpy and safetensors: never Ray or MLflow. Names are loaded on
 first use (PEP 562), so `import hyena.tokenizer` in a data worker does not import torch.
@@ -24,6 +26,9 @@ _EXPORTS = {
     "HeadConfig": "hyena.heads", "HyenaDNAForSequencePrediction": "hyena.heads",
     "HyenaDNAForTokenPrediction": "hyena.heads", "PredictionOutput": "hyena.heads",
     "autocast_context": "hyena.precision", "resolve_precision": "hyena.precision",
+    "EmbeddingError": "hyena.embedding", "embed": "hyena.embedding",
+    "CachedDecoder": "hyena.generation", "GenerationError": "hyena.generation",
+    "GenerationOutput": "hyena.generation", "generate": "hyena.generation",
     "HyenaOperator": "hyena.operator", "SequenceTooLongError": "hyena.operator",
     "Tokenizer": "hyena.tokenizer", "TokenizerError": "hyena.tokenizer",
 }

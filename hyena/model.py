@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -86,14 +87,39 @@ class HyenaDNAModel(nn.Module):
         self.ln_f = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_epsilon)
         self.activation_checkpointing = False
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, *, output_hidden_states: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """Final hidden states (B, L, D); with `output_hidden_states`, also every layer's (below)."""
+        if not output_hidden_states:
+            for _, h in self.iter_hidden_states(input_ids):  # keeps only the newest state alive
+                pass
+            return h
+        low_memory = self._low_memory(input_ids)
+        # The low-memory path updates its buffer in place: keep copies of the states it yields.
+        states = tuple(h.clone() if low_memory else h for _, h in self.iter_hidden_states(input_ids))
+        return states[-1], states
+
+    def _low_memory(self, input_ids: torch.Tensor) -> bool:
+        B, L = input_ids.shape
+        return not torch.is_grad_enabled() and B * L * self.config.d_model > self.low_memory_threshold
+
+    def iter_hidden_states(self, input_ids: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
+        """Yield (index, state (B, L, D)) for the n_layer + 2 hidden states, first to last:
+        0 the token embeddings, i in 1..n_layer the output of block i, n_layer + 1 the final
+        LayerNorm's output (what the LM head reads). MultiMolecule's `output_hidden_states`
+        returns the same n_layer + 2 tensors.
+
+        On the low-memory path (large no-grad inputs) each yielded tensor is updated in place once
+        the generator resumes: a consumer pools or copies it before asking for the next one.
+        """
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must have shape (batch, length), got {tuple(input_ids.shape)}")
-        B, L = input_ids.shape
+        L = input_ids.shape[1]
         check_length(L, self.config.l_max)
         h = self.dropout(self.embeddings(input_ids))
-        low_memory = not torch.is_grad_enabled() and B * L * self.config.d_model > self.low_memory_threshold
-        for block in self.layers:
+        low_memory = self._low_memory(input_ids)
+        yield 0, h
+        for index, block in enumerate(self.layers, start=1):
             if low_memory:
                 h = block.forward_low_memory(h)
             elif self.activation_checkpointing and self.training and torch.is_grad_enabled():
@@ -101,18 +127,21 @@ class HyenaDNAModel(nn.Module):
                 h = checkpoint(block, h, use_reentrant=False)
             else:
                 h = block(h)
+            yield index, h
         if low_memory:
             for s in range(0, L, 1 << 16):
                 h[:, s:s + (1 << 16)] = self.ln_f(h[:, s:s + (1 << 16)])
-            return h
-        return self.ln_f(h)
+        else:
+            h = self.ln_f(h)
+        yield len(self.layers) + 1, h
 
 
 @dataclass
 class CausalLMOutput:
     logits: torch.Tensor  # (B, L, padded vocab)
     loss: torch.Tensor | None = None
-    hidden_states: torch.Tensor | None = None
+    hidden_states: torch.Tensor | None = None  # final (B, L, D), with return_hidden_states
+    all_hidden_states: tuple[torch.Tensor, ...] | None = None  # n_layer + 2, with output_hidden_states
 
 
 class HyenaDNAForCausalLM(nn.Module):
@@ -147,11 +176,16 @@ class HyenaDNAForCausalLM(nn.Module):
         *,
         ignore_index: int = PAD,
         return_hidden_states: bool = False,
+        output_hidden_states: bool = False,
     ) -> CausalLMOutput:
         """`labels` are the next-token targets aligned with input_ids (the data layer shifts them:
         inputs = ids[:-1], labels = ids[1:]); positions equal to `ignore_index` ([PAD]) are skipped.
         """
-        hidden = self.backbone(input_ids)
+        states = None
+        if output_hidden_states:
+            hidden, states = self.backbone(input_ids, output_hidden_states=True)
+        else:
+            hidden = self.backbone(input_ids)
         logits = self.lm_head(hidden)
         loss = None
         if labels is not None:
@@ -160,7 +194,8 @@ class HyenaDNAForCausalLM(nn.Module):
             loss = F.cross_entropy(
                 logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=ignore_index
             )
-        return CausalLMOutput(logits=logits, loss=loss, hidden_states=hidden if return_hidden_states else None)
+        return CausalLMOutput(logits=logits, loss=loss, hidden_states=hidden if return_hidden_states else None,
+                              all_hidden_states=states)
 
     def set_activation_checkpointing(self, enabled: bool = True) -> "HyenaDNAForCausalLM":
         self.backbone.activation_checkpointing = enabled
