@@ -59,8 +59,9 @@ def save_pretrained(model: HyenaDNAForCausalLM, directory: str | Path, *, extra_
 
 
 def _write_directory(directory: str | Path, config: dict, tensors: dict[str, torch.Tensor],
-                     metadata: dict[str, str]) -> Path:
-    """config.json + model.safetensors written under a temporary name, then renamed into place."""
+                     metadata: dict[str, str], extra_files: dict[str, str] | None = None) -> Path:
+    """config.json + model.safetensors (+ `extra_files`, name -> text) written under a temporary
+    name, then renamed into place."""
     from safetensors.torch import save_file
 
     directory = Path(directory)
@@ -69,6 +70,8 @@ def _write_directory(directory: str | Path, config: dict, tensors: dict[str, tor
     try:
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata=metadata)
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text)
         if directory.exists():
             shutil.rmtree(directory)
         os.replace(tmp, directory)
@@ -407,7 +410,7 @@ def _short_list(items: list[str], limit: int = 6) -> str:
 
 
 def export_multimolecule(model: torch.nn.Module, directory: str | Path) -> Path:
-    """Write a MultiMolecule checkpoint (config.json + model.safetensors) of `model`.
+    """Write a MultiMolecule checkpoint (config.json + model.safetensors + DnaTokenizer files) of `model`.
 
     A HyenaDNAForCausalLM becomes `HyenaDnaForCausalLM`; a hyena.heads model becomes
     `HyenaDnaForSequencePrediction`/`HyenaDnaForTokenPrediction` (it supplies
@@ -450,4 +453,30 @@ def export_multimolecule(model: torch.nn.Module, directory: str | Path) -> Path:
     if cfg.modulation_shift != 0.05:
         warnings.warn(f"MultiMolecule uses modulation shift 0.05; this model uses {cfg.modulation_shift}, "
                       "so its MultiMolecule outputs will differ", stacklevel=2)
-    return _write_directory(directory, config, tensors, {"format": "pt"})
+    return _write_directory(directory, config, tensors, {"format": "pt"},
+                            extra_files=multimolecule_tokenizer_files(cfg.l_max))
+
+
+# MultiMolecule's DnaTokenizer "streamline" alphabet, in its id order (MM_TO_OFFICIAL maps it).
+MULTIMOLECULE_VOCAB = ("<pad>", "<cls>", "<eos>", "<unk>", "<mask>", "<null>", "A", "C", "G", "T", "N")
+
+
+def multimolecule_tokenizer_files(l_max: int) -> dict[str, str]:
+    """The tokenizer files `AutoTokenizer.from_pretrained` reads after `import multimolecule`
+    (what `DnaTokenizer(alphabet="streamline").save_pretrained` writes), so that
+    `transformers.pipeline("text-generation", model=directory)` works without other files."""
+    specials = {i: token for i, token in enumerate(MULTIMOLECULE_VOCAB) if token.startswith("<")}
+    config = {
+        "tokenizer_class": "DnaTokenizer", "alphabet": "streamline", "nmers": 1, "codon": False,
+        "replace_U_with_T": True, "do_upper_case": True, "clean_up_tokenization_spaces": True,
+        "model_max_length": l_max, "pad_token": "<pad>", "cls_token": "<cls>", "bos_token": "<cls>",
+        "eos_token": "<eos>", "sep_token": "<eos>", "unk_token": "<unk>", "mask_token": "<mask>",
+        "extra_special_tokens": ["<null>"],
+        "added_tokens_decoder": {str(i): {"content": t, "lstrip": False, "normalized": False, "rstrip": False,
+                                          "single_word": False, "special": True} for i, t in specials.items()},
+    }
+    special_map = {k: config[k] for k in ("pad_token", "cls_token", "bos_token", "eos_token", "sep_token",
+                                          "unk_token", "mask_token")}
+    return {"tokenizer_config.json": json.dumps(config, indent=2) + "\n",
+            "vocab.txt": "\n".join(MULTIMOLECULE_VOCAB) + "\n",
+            "special_tokens_map.json": json.dumps(special_map, indent=2) + "\n"}

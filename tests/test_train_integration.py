@@ -148,6 +148,27 @@ def test_registered_version_has_tags_and_alias(finished):
     assert float(mv.tags["val_perplexity"]) == pytest.approx(result.final_perplexity, rel=1e-5)
 
 
+def test_registered_version_is_an_mlflow_model_with_the_runs_model_card(finished):
+    import mlflow.pyfunc
+    import pandas as pd
+
+    from hyena_platform import tracking
+
+    tmp, _, result, _ = finished
+    uri = f"sqlite:///{tmp}/mlflow.db"
+    root = tracking.download_version("models:/hyena-test@candidate", tmp / "card", tracking_uri=uri)
+    readme = (root / "README.md").read_text()
+    final = result.stages[-1]
+    for fact in (result.data_hash, "chrII", f"{final.val_perplexity:.4g}", f"{2 ** final.baselines[3]:.4g}",
+                 "k=3 perplexity", f"MLflow run: {result.run_id}", "random initialisation", "train:"):
+        assert fact in readme, fact
+    mv = client(tmp).get_model_version_by_alias("hyena-test", "candidate")
+    assert "k=1 perplexity" in mv.description and result.data_hash in mv.description
+    loaded = mlflow.pyfunc.load_model(root)  # the downloaded MLflow Model itself
+    out = loaded.predict(pd.DataFrame({"sequence": ["ACGTTGCA"]}), params={"output": "embedding"})
+    assert len(out["embedding"][0]) == 32
+
+
 def test_load_by_alias_and_by_version_gives_the_trained_model(finished):
     from hyena import from_pretrained
     from hyena_platform import tracking

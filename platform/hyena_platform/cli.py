@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import math
+import os
 import sys
 from typing import Callable, Sequence
 
@@ -23,6 +24,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "shard": ("hyena_platform.commands.shard", "tokenise FASTA into Parquet shards with a manifest (Ray Data)"),
     "score": ("hyena_platform.commands.score", "score whole chromosomes per base on Ray: log-likelihood tracks, resumable"),
     "submit": ("hyena_platform.commands.submit", "submit a job YAML to a Ray cluster's job server, follow its logs, exit with its outcome"),
+    "export": ("hyena_platform.commands.export", "export a model (path or models:/ URI) in our format or MultiMolecule's, for Hugging Face"),
+    "upgrade-model": ("hyena_platform.commands.upgrade_model", "register a version from before MLflow Models again as an MLflow Model"),
 }
 
 
@@ -57,6 +60,8 @@ def format_duration(seconds: float | None) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # The terminal shows our progress, not MLflow's per-file download bars (a user may turn them on).
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     run: Callable[[argparse.Namespace], int] = args._run
     try:
         return int(run(args) or 0)

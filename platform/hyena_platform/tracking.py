@@ -5,15 +5,19 @@ artifacts in ``mlartifacts/`` beside it; a cluster points ``tracking.uri`` at a 
 mlflow is imported inside the functions that use it, so importing this module (for
 TrackingConfig) costs nothing.
 
-Models are logged in our own checkpoint format (``config.json`` + ``model.safetensors``, what
-``HyenaDNAForCausalLM.save_pretrained`` writes) as a run artifact and registered as a model
-version; not through ``mlflow.pytorch.log_model`` (torch.export binds the sequence length).
-``hyena.from_pretrained`` stays MLflow-free: `load_model` downloads, then calls it.
+A registered version is an MLflow Model with the ``python_function`` flavor: the loader module
+``hyena.pyfunc`` over our checkpoint format (``config.json`` + ``model.safetensors``) kept as the
+model's data, never a pickled module or ``mlflow.pytorch``'s torch.export (which binds the
+sequence length). ``hyena`` stays MLflow-free: `load_model` downloads, then calls
+``hyena.from_pretrained``. A tracking server that does not answer fails at once, naming its URI
+(MLflow itself would retry for minutes).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
 import os
 import re
@@ -23,10 +27,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
+import yaml
+
 from hyena_platform.errors import ConfigError, InputError
 
 if TYPE_CHECKING:  # pragma: no cover
     from mlflow import MlflowClient
+
+    from hyena_platform.model_card import ModelCard
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 RUN_KEY_TAG = "hyena.run_key"  # identifies the Ray Train run (storage + name) an MLflow run belongs to
@@ -83,7 +91,32 @@ def default_artifact_location(uri: str) -> str | None:
 def client(uri: str) -> "MlflowClient":
     from mlflow import MlflowClient
 
+    if uri.startswith(("http://", "https://")) and uri not in _REACHABLE:
+        check_server(uri)
+        _REACHABLE.add(uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+_REACHABLE: set[str] = set()  # tracking servers that answered once in this process
+
+
+def check_server(uri: str, timeout_s: float = 5.0) -> None:
+    """One GET of the server's /health; InputError naming `uri` if nothing answers or it fails (5xx)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s) as response:
+            status = response.status
+    except urllib.error.HTTPError as err:
+        status = err.code  # 401/403/404 still mean a server answered (one behind auth, say)
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise InputError(f"MLflow tracking server {uri} is not reachable ({reason}); start it, or point "
+                         "tracking.uri / MLFLOW_TRACKING_URI at a running server or a sqlite:/// file") from None
+    if status >= 500:  # what MLflow's client would retry with backoff
+        raise InputError(f"MLflow tracking server {uri} answered HTTP {status} on /health; check that it is "
+                         "an MLflow server and that it is healthy")
 
 
 # --------------------------------------------------------------------------------------- runs
@@ -207,6 +240,18 @@ def log_artifact(cfg: TrackingConfig, run_id: str, local_file: str | Path, artif
 
 
 # ----------------------------------------------------------------------------------- registry
+# A registered version is an MLflow Model: the python_function flavor through the loader module
+# hyena.pyfunc (no pickled module, no torch.export), our checkpoint directory as its data/, the
+# hyena package as its code/, a signature with params, an input example, pinned requirements and
+# a README.md model card. Versions registered before this layout hold the checkpoint files at
+# their root ("legacy"): load_model still reads them; upgrade_model_version re-registers one.
+
+MLMODEL_FILE = "MLmodel"
+CHECKPOINT_DIR = "checkpoint"  # the model's data/ subdirectory holding our checkpoint
+CHECKPOINT_FILES = ("config.json", "model.safetensors")
+# A real 60-base input example when the card gives none: V. cholerae N16961 chrI:1-60 (the
+# bundled genome, platform/hyena_platform/assets/genomes).
+EXAMPLE_SEQUENCE = "AGGGTCATTAAATATATATAAAGATCTATATAGAGATCTTTTTATTAGATCTACTATTAA"
 
 
 def register_model_dir(
@@ -217,29 +262,126 @@ def register_model_dir(
     tags: Mapping[str, Any] = (),
     description: str | None = None,
     artifact_path: str = "model",
+    card: "ModelCard | None" = None,
 ) -> int:
-    """Log `model_dir` (our checkpoint format) as run artifact `artifact_path`, register it as a new
-    version of ``cfg.register_as`` with `tags`, and point ``cfg.alias`` at it. Returns the version."""
-    from mlflow.exceptions import MlflowException
+    """Log `model_dir` (our checkpoint format) as the MLflow Model `artifact_path` of run
+    `run_id`, register it as a new version of ``cfg.register_as`` with `tags` and a description
+    (`description`, then the card's summary), and point ``cfg.alias`` at it. Returns the version.
 
+    Pretraining and fine-tuning call this with their final checkpoint and a `ModelCard`."""
     model_dir = Path(model_dir)
-    for required in ("config.json", "model.safetensors"):
-        if not (model_dir / required).is_file():
-            raise InputError(f"{model_dir}: not a model checkpoint directory (missing {required})")
     c = client(cfg.uri)
-    c.log_artifacts(run_id, str(model_dir), artifact_path)
+    with tempfile.TemporaryDirectory(prefix="hyena-mlmodel-") as tmp:
+        local = Path(tmp) / artifact_path
+        outputs = save_mlflow_model(model_dir, local, card=card, model_uri=f"models:/{cfg.register_as}@{cfg.alias}")
+        c.log_artifacts(run_id, str(local), artifact_path)
     source = c.get_run(run_id).info.artifact_uri.rstrip("/") + "/" + artifact_path
-    try:
-        c.create_registered_model(cfg.register_as, description="HyenaDNA causal language models (hyena-platform)")
-    except MlflowException as err:
-        if "RESOURCE_ALREADY_EXISTS" not in str(err.error_code):
-            raise
+    summary = card.summary(outputs) if card is not None else ""
+    _ensure_registered_model(c, cfg.register_as)
     version = c.create_model_version(
         cfg.register_as, source=source, run_id=run_id,
-        tags={k: str(v) for k, v in dict(tags).items()}, description=description,
+        tags={k: str(v) for k, v in dict(tags).items()},
+        description="\n\n".join(p for p in (description, summary) if p) or None,
     )
     c.set_registered_model_alias(cfg.register_as, cfg.alias, version.version)
     return int(version.version)
+
+
+def save_mlflow_model(checkpoint: str | Path, dst: str | Path, *, card: "ModelCard | None" = None,
+                      model_uri: str = "models:/NAME@ALIAS") -> tuple[str, ...]:
+    """Write the MLflow Model of a checkpoint directory to `dst` (which must not exist).
+    Returns the pyfunc outputs the model answers, the default first."""
+    import mlflow.pyfunc
+    import pandas as pd
+
+    import hyena.pyfunc
+
+    checkpoint, dst = Path(checkpoint), Path(dst)
+    served = hyena.pyfunc.HyenaPyfunc(_load_checkpoint(checkpoint), source=str(checkpoint))
+    l_max = served.model.config.l_max
+    example = pd.DataFrame({"sequence": [((card.example_sequence if card else "") or EXAMPLE_SEQUENCE)[:l_max]]})
+    served.predict(example)  # a model that cannot answer its own input example is not registered
+    with tempfile.TemporaryDirectory(prefix="hyena-stage-") as stage:
+        data = Path(stage) / CHECKPOINT_DIR  # MLflow copies data_path to data/<its name>
+        data.symlink_to(checkpoint.resolve(), target_is_directory=True)
+        with quiet_mlflow():
+            mlflow.pyfunc.save_model(
+                str(dst), loader_module="hyena.pyfunc", data_path=str(data),
+                code_paths=[str(Path(hyena.pyfunc.__file__).parent)],  # the hyena package, no __pycache__
+                signature=_signature(served.default_params), input_example=example,
+                pip_requirements=_requirements(), metadata=_metadata(served, card),
+            )
+    if card is not None:
+        (dst / "README.md").write_text(card.readme(served.outputs, model_uri=model_uri))
+    return served.outputs
+
+
+@contextlib.contextmanager
+def quiet_mlflow():
+    """MLflow's INFO lines off the terminal for the duration (the platform prints its own)."""
+    logger = logging.getLogger("mlflow")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _load_checkpoint(checkpoint: Path):
+    import hyena.pyfunc
+    from hyena import CheckpointError
+
+    for required in CHECKPOINT_FILES:
+        if not (checkpoint / required).is_file():
+            raise InputError(f"{checkpoint}: not a model checkpoint directory (missing {required})")
+    try:
+        return hyena.pyfunc.load_checkpoint(checkpoint)
+    except CheckpointError as err:
+        raise InputError(str(err)) from None
+
+
+def _signature(defaults: Mapping[str, Any]):
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+
+    kinds = {str: "string", int: "long", float: "double", bool: "boolean"}
+    return ModelSignature(
+        inputs=Schema([ColSpec("string", "sequence")]),
+        params=ParamSchema([ParamSpec(k, kinds[type(v)], v) for k, v in defaults.items()]),
+    )
+
+
+def _requirements() -> list[str]:
+    """What the served model imports (hyena itself travels as code/): exact versions, torch
+    without its local build tag (+cpu) so that an index can resolve it."""
+    import importlib.metadata as md
+
+    return [f"{pkg}=={md.version(pkg).split('+')[0]}" for pkg in ("torch", "numpy", "safetensors", "pandas")]
+
+
+def _metadata(served, card) -> dict[str, Any]:
+    cfg = served.model.config
+    meta = {"hyena_format": "hyena-platform checkpoint in data/" + CHECKPOINT_DIR, "outputs": list(served.outputs),
+            "l_max": cfg.l_max, "d_model": cfg.d_model, "n_layer": cfg.n_layer,
+            "parameters": sum(p.numel() for p in served.model.parameters())}
+    if card is not None:
+        meta.update({"title": card.title, "task": card.task, "data_hash": card.data_hash,
+                     "lineage": {k: str(v) for k, v in card.lineage.items()}})
+    return meta
+
+
+def _ensure_registered_model(c: "MlflowClient", name: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        c.create_registered_model(name, description=(
+            "HyenaDNA models registered by hyena-platform. Each version is an MLflow Model (python_function "
+            "flavor over a safetensors checkpoint) with a README.md model card; load it with "
+            f"`mlflow.pyfunc.load_model(\"models:/{name}@ALIAS\")` or serve it with `mlflow models serve`."))
+    except MlflowException as err:
+        if "RESOURCE_ALREADY_EXISTS" not in str(err.error_code):
+            raise
 
 
 @dataclass(frozen=True)
@@ -250,6 +392,7 @@ class ModelVersionInfo:
     run_id: str | None
     tags: dict[str, str]
     aliases: tuple[str, ...]
+    description: str = ""
 
 
 def parse_model_uri(uri: str) -> tuple[str, str | None, int | None]:
@@ -265,44 +408,151 @@ def parse_model_uri(uri: str) -> tuple[str, str | None, int | None]:
 
 
 def model_version(uri: str, *, tracking_uri: str | None = None) -> ModelVersionInfo:
-    """Look up a models:/ URI in the registry."""
+    """Look up a models:/ URI in the registry; a miss names what exists instead."""
     from mlflow.exceptions import MlflowException
 
     name, alias, version = parse_model_uri(uri)
-    c = client(_tracking_uri(tracking_uri))
+    store = _tracking_uri(tracking_uri)
+    if store.startswith("sqlite:///") and not Path(store[len("sqlite:///"):]).is_file():
+        raise InputError(f"{uri}: no MLflow store at {store} (the file does not exist); set tracking.uri "
+                         "or MLFLOW_TRACKING_URI to the store a pretraining job registered in")
+    c = client(store)
     try:
         mv = c.get_model_version_by_alias(name, alias) if alias else c.get_model_version(name, str(version))
-    except MlflowException as err:
-        raise InputError(f"{uri}: not found in the model registry at {_tracking_uri(tracking_uri)} ({err.message})") from None
+    except MlflowException:
+        raise InputError(f"{uri}: not found in the model registry at {store}; {_what_exists(c, name)}") from None
     return ModelVersionInfo(
         name=mv.name, version=int(mv.version), source=mv.source, run_id=mv.run_id,
-        tags=dict(mv.tags or {}), aliases=tuple(getattr(mv, "aliases", ()) or ()),
+        tags=dict(mv.tags or {}), aliases=tuple(getattr(mv, "aliases", ()) or ()), description=mv.description or "",
     )
+
+
+def _what_exists(c: "MlflowClient", name: str) -> str:
+    """'registered versions of NAME: 1, 2 (aliases candidate -> 2)', or the registered names."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        model = c.get_registered_model(name)
+    except MlflowException:
+        names = sorted(m.name for m in c.search_registered_models(max_results=100))
+        return (f"no registered model {name!r}; registered models: {', '.join(names)}" if names
+                else "the registry has no models yet (pretraining registers one)")
+    versions = sorted(int(v.version) for v in c.search_model_versions(f"name = '{_quote(name)}'", max_results=1000))
+    aliases = ", ".join(f"@{a} -> {v}" for a, v in sorted((model.aliases or {}).items())) or "none"
+    return f"versions of {name}: {', '.join(map(str, versions)) or 'none'}; aliases: {aliases}"
+
+
+def lineage_uri(source: str | None, tracking_uri: str | None = None) -> str:
+    """How a model card names a base model: models:/NAME/VERSION (an alias pinned to the version
+    it pointed at), a checkpoint path, or 'random initialisation'."""
+    if not source:
+        return "random initialisation"
+    if not source.startswith("models:/"):
+        return source
+    info = model_version(source, tracking_uri=tracking_uri)
+    pinned = f"models:/{info.name}/{info.version}"
+    return pinned if pinned == source else f"{pinned} ({source} at registration)"
 
 
 def download_model(uri: str, dst: str | Path, *, tracking_uri: str | None = None) -> Path:
-    """Download the checkpoint directory behind a models:/ URI into `dst`; returns its path."""
+    """Download the checkpoint directory behind a models:/ URI into `dst`; returns its path
+    (the MLflow Model's data/checkpoint, or the version's root for a legacy version)."""
+    root = download_version(uri, dst, tracking_uri=tracking_uri)
+    return checkpoint_dir(root, uri)
+
+
+def download_version(uri: str, dst: str | Path, *, tracking_uri: str | None = None) -> Path:
+    """Download every artifact of the version behind a models:/ URI into `dst`."""
     import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
 
     info = model_version(uri, tracking_uri=tracking_uri)
     Path(dst).mkdir(parents=True, exist_ok=True)
-    local = mlflow.artifacts.download_artifacts(
-        artifact_uri=info.source, dst_path=str(dst), tracking_uri=_tracking_uri(tracking_uri)
-    )
+    try:
+        with quiet_mlflow():
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=info.source, dst_path=str(dst), tracking_uri=_tracking_uri(tracking_uri))
+    except (MlflowException, OSError) as err:
+        raise InputError(f"{uri}: cannot download its artifacts from {info.source} ({_first_line(err)})") from None
     return Path(local)
+
+
+def checkpoint_dir(root: Path, uri: str = "") -> Path:
+    """Where the checkpoint files are in a downloaded version: data/<name> named by the MLmodel's
+    python_function flavor, or the root of a legacy version. Missing files are InputErrors."""
+    where = f"{uri} ({root})" if uri else str(root)
+    if (root / MLMODEL_FILE).is_file():
+        try:
+            flavor = yaml.safe_load((root / MLMODEL_FILE).read_text())["flavors"]["python_function"]
+            directory = root / flavor["data"]
+        except (yaml.YAMLError, KeyError, TypeError) as err:
+            raise InputError(f"{where}: MLmodel has no python_function flavor with a data path ({err!r})") from None
+    else:
+        directory = root
+    missing = [f for f in CHECKPOINT_FILES if not (directory / f).is_file()]
+    if missing:
+        raise InputError(f"{where}: the model artifact is missing {', '.join(missing)} in "
+                         f"{directory.relative_to(root) if directory != root else 'its root'}; re-register the model")
+    return directory
+
+
+def is_mlflow_model(uri: str, *, tracking_uri: str | None = None) -> bool:
+    """True when the version behind `uri` is an MLflow Model (has an MLmodel file)."""
+    import mlflow.artifacts
+
+    info = model_version(uri, tracking_uri=tracking_uri)
+    names = {Path(a.path).name for a in mlflow.artifacts.list_artifacts(
+        artifact_uri=info.source, tracking_uri=_tracking_uri(tracking_uri))}
+    return MLMODEL_FILE in names
 
 
 def load_model(uri: str | Path, *, tracking_uri: str | None = None, **kwargs: Any):
     """A loaded HyenaDNAForCausalLM from a checkpoint directory, models:/NAME@ALIAS or
     models:/NAME/VERSION (looked up in `tracking_uri`, default MLFLOW_TRACKING_URI or
-    sqlite:///mlflow.db in the working directory). `kwargs` go to hyena.from_pretrained."""
-    from hyena import from_pretrained
+    sqlite:///mlflow.db in the working directory). `kwargs` go to hyena.from_pretrained.
+    Works for MLflow-Model versions and for versions registered before them."""
+    from hyena import CheckpointError, from_pretrained
 
     text = str(uri)
     if not text.startswith("models:/"):
         return from_pretrained(text, **kwargs)
     with tempfile.TemporaryDirectory(prefix="hyena-model-") as tmp:
-        return from_pretrained(download_model(text, tmp, tracking_uri=tracking_uri), **kwargs)
+        directory = download_model(text, tmp, tracking_uri=tracking_uri)
+        try:
+            return from_pretrained(directory, **kwargs)
+        except CheckpointError as err:
+            raise InputError(f"{text}: the registered checkpoint cannot be read: {err}") from None
+
+
+def upgrade_model_version(uri: str, *, tracking_uri: str | None = None) -> int:
+    """Re-register a version registered before MLflow Models (checkpoint files at its root) as a
+    new version that is one, with the same run, tags and description; aliases that pointed at
+    the old version move to the new one. Returns the new version (the old one is kept)."""
+    store = _tracking_uri(tracking_uri)
+    info = model_version(uri, tracking_uri=store)
+    if is_mlflow_model(uri, tracking_uri=store):
+        raise InputError(f"{uri}: version {info.version} is already an MLflow Model; nothing to upgrade")
+    if not info.run_id:
+        raise InputError(f"{uri}: version {info.version} has no run to log the MLflow Model to")
+    placeholder = f"upgrade-of-{info.version}"  # register_model_dir sets an alias; dropped below if unused
+    cfg = TrackingConfig(uri=store, register_as=info.name, alias=(info.aliases or (placeholder,))[0])
+    tags = {**{k: v for k, v in info.tags.items() if not k.startswith("hyena.scoring_run.")},
+            "hyena.upgraded_from": str(info.version)}
+    with tempfile.TemporaryDirectory(prefix="hyena-upgrade-") as tmp:
+        directory = download_model(f"models:/{info.name}/{info.version}", tmp, tracking_uri=store)
+        version = register_model_dir(cfg, info.run_id, directory, tags=tags, description=info.description or None,
+                                     artifact_path=f"model-v{info.version}-mlflow")
+    c = client(store)
+    for alias in info.aliases[1:]:
+        c.set_registered_model_alias(info.name, alias, str(version))
+    if not info.aliases:
+        c.delete_registered_model_alias(info.name, placeholder)
+    return version
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(getattr(err, "message", None) or err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _tracking_uri(uri: str | None) -> str:

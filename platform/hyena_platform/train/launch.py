@@ -36,6 +36,7 @@ from hyena_platform.train.result import (  # noqa: F401 - re-exported: PretrainR
     PretrainResult,
     StageSummary,
     median_tokens_per_s,
+    pretrain_card,
     reused_result,
     stage_summaries,
 )
@@ -152,7 +153,7 @@ def run_pretrain(job: PretrainJob, *, source: str = "<job>", fresh: bool = False
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from hyena_platform.data.pipeline import filesystem, load_chunks
+    from hyena_platform.data.pipeline import filesystem, layout_of, load_chunks
     from hyena_platform.train.callback import ReportCallback
     from hyena_platform.train.data import content_hash, fit_baselines, stage_dataset, validation_windows
     from hyena_platform.train.loop import train_loop_per_worker
@@ -310,9 +311,15 @@ def run_pretrain(job: PretrainJob, *, source: str = "<job>", fresh: bool = False
                 "val_perplexity": f"{final.val_perplexity:.6g}" if final.val_loss is not None else "nan",
                 "val_bits_per_base": f"{final.val_bits_per_base:.6g}" if final.val_loss is not None else "nan",
             }
+            card = pretrain_card(
+                title=f"HyenaDNA {model_desc}, pretrained {total} steps (run {name})",
+                model_config=model_cfg.to_dict(), parameters=int(params["resolved.parameters"]), data=job.data,
+                data_hash=data_hash, split_bases=layout_of(chunks).split_bases(), stages=summaries,
+                lineage={"base model": tracking.lineage_uri(job.model.init_from, tcfg.uri), "MLflow run": run_id,
+                         "Ray Train run": run_key, "job": source})
             version = tracking.register_model_dir(
                 tcfg, run_id, Path(directory) / "model", tags=tags,
-                description=f"HyenaDNA {model_desc}, {total} steps, run {name}",
+                description=f"HyenaDNA {model_desc}, {total} steps, run {name}", card=card,
             )
         summary = {
             "model_uri": f"models:/{tcfg.register_as}@{tcfg.alias}", "version": version, "run_name": name,
