@@ -61,9 +61,10 @@ def _log_likelihood(model: torch.nn.Module, ids: torch.Tensor, params: dict) -> 
 
 
 def _embedding(model: torch.nn.Module, ids: torch.Tensor, params: dict) -> list[dict]:
-    hidden = _backbone(model)(ids)  # (B, L, D): final LayerNorm output
-    pooled = hidden.mean(dim=1) if params["pooling"] == "mean" else hidden[:, -1]
-    return [{"embedding": vector} for vector in pooled.float().numpy()]
+    from hyena.embedding import embed  # the library's pooling: final LayerNorm output, bases only
+
+    vectors = embed(model, list(ids), pooling=params["pooling"], batch_size=ids.shape[0])  # (B, D)
+    return [{"embedding": vector} for vector in vectors.numpy()]
 
 
 def _class_probabilities(model: torch.nn.Module, ids: torch.Tensor, params: dict) -> list[dict]:
@@ -105,10 +106,6 @@ def class_labels(model: torch.nn.Module) -> list[str]:
     """The head's label names, else "0", "1", ..."""
     head = model.head_config
     return list(head.label_names) or [str(i) for i in range(head.num_labels)]
-
-
-def _backbone(model: torch.nn.Module) -> torch.nn.Module:
-    return getattr(model, "backbone", model)
 
 
 # --------------------------------------------------------------------------------- the model
