@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -111,7 +112,7 @@ def test_shard_round_trip(shard_dir, fasta_chunks, reference):
         ("chrII", LENGTHS["chrII"], {"valid": LENGTHS["chrII"]})]
     assert manifest.num_chunks == 5 and manifest.layout == plan_layout(DataConfig())
     assert manifest.content_hash == expected_content_hash(reference, manifest.layout)
-    assert sorted(p.name for p in shard_dir.iterdir()) == sorted([*manifest.files, MANIFEST_NAME])  # no temp files
+    assert sorted(p.name for p in shard_dir.iterdir()) == sorted([*manifest.files, MANIFEST_NAME, ".hyena-output.json"])  # no temp files, no lock
 
     from_shards = load_chunks(DataConfig(shards=str(shard_dir)))
     a, b = rows(fasta_chunks), rows(from_shards)
@@ -232,15 +233,19 @@ def test_existing_output_and_overwrite(ray_cluster, tmp_path):
     out = tmp_path / "out"
     (out / "sub").mkdir(parents=True)
     (out / "stray.parquet").write_bytes(b"x")
-    with pytest.raises(InputError, match=r"is not empty \(2 entries, no _manifest.json\)"):
-        write_shards(cfg, str(out))
-    first = write_shards(cfg, str(out), overwrite=True)
-    assert not (out / "stray.parquet").exists() and not (out / "sub").exists()
+    for overwrite in (False, True):  # not ours: refused either way, nothing deleted
+        with pytest.raises(InputError, match=r"is not empty \(2 entries: stray.parquet, sub\) and was not written"):
+            write_shards(cfg, str(out), overwrite=overwrite)
+        assert (out / "stray.parquet").read_bytes() == b"x" and (out / "sub").is_dir()
+    out = tmp_path / "out2"
+    first = write_shards(cfg, str(out))
     with pytest.raises(InputError, match="holds shards already"):
         write_shards(cfg, str(out))
     second = write_shards(cfg, str(out), overwrite=True)
     assert second.content_hash == first.content_hash
-    assert sorted(p.name for p in out.iterdir()) == sorted([*second.files, MANIFEST_NAME])
+    assert sorted(p.name for p in out.iterdir()) == sorted([*second.files, MANIFEST_NAME, ".hyena-output.json"])
+    assert all(f.startswith("hyena-shard_") for f in second.files)
+    assert not set(first.files) & set(second.files)  # the first write's files are gone
 
 
 def test_interrupted_writes_never_look_complete(ray_cluster, tmp_path, monkeypatch):
@@ -271,3 +276,18 @@ def test_interrupted_writes_never_look_complete(ray_cluster, tmp_path, monkeypat
     (tmp_path / "out" / MANIFEST_NAME).write_text("{not json")
     with pytest.raises(InputError, match="not a valid shard manifest"):
         read_manifest(str(tmp_path / "out"))
+
+
+def test_overwrite_never_deletes_the_input_fasta_in_the_output_directory(ray_cluster, tmp_path, capsys):
+    """The reported data loss: `hyena shard --overwrite` into the directory holding its FASTA."""
+    from hyena_platform.cli import main
+
+    out = tmp_path / "work"
+    out.mkdir()
+    fasta = write_fasta(out / "g.fa", {"a": "ACGT" * 500})
+    before = fasta.read_bytes()
+    assert main(["shard", str(REPO / "jobs" / "shard.yaml"), "--set", f"output={out}",
+                 "--set", f"data.fasta=[{fasta}]", "--set", "data.valid_chroms=[]", "--overwrite"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not written by `hyena shard`" in err and "g.fa" in err and "\n" not in err
+    assert fasta.read_bytes() == before and sorted(os.listdir(out)) == ["g.fa", "g.fa.fai"]

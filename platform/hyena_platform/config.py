@@ -17,6 +17,7 @@ Errors always name the file and the dotted key, so a user can fix them without r
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -35,7 +36,11 @@ def load_yaml_mapping(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: job file not found")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as err:
+        line = err.object[:err.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: line {line}: byte 0x{err.object[err.start]:02x} is not UTF-8 text; save the job "
+                          "file as UTF-8") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
@@ -179,15 +184,19 @@ def _convert(tp: Any, value: Any, *, source: str, key: str) -> Any:
             raise ConfigError(f"{source}: {key} must be an integer, got {_describe(value)}")
         return value
     if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            # YAML 1.1 reads "3e-4" (no dot) as a string; accept numeric strings.
-            if isinstance(value, str):
-                try:
-                    return float(value)
-                except ValueError:
-                    pass
+        number = None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            number = float(value)
+        elif isinstance(value, str):  # YAML 1.1 reads "3e-4" (no dot) as a string; accept numeric strings
+            try:
+                number = float(value)
+            except ValueError:
+                pass
+        if number is None:
             raise ConfigError(f"{source}: {key} must be a number, got {_describe(value)}")
-        return float(value)
+        if not math.isfinite(number):  # YAML reads .nan and .inf as floats
+            raise ConfigError(f"{source}: {key} must be a finite number, got {value!r}")
+        return number
     if tp is str:
         if not isinstance(value, str):
             if isinstance(value, (int, float)) and not isinstance(value, bool):

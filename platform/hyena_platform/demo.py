@@ -7,13 +7,13 @@ registered model as a Ray batch job, export a bigWig track, draw two pictures, p
 
 Both jobs are the ordinary pretrain and score jobs built from the mappings below, so the demo
 exercises exactly what `hyena pretrain` and `hyena score` run. A rerun reuses the finished
-training run and the scored chunks (nothing is downloaded or sharded twice); `fresh` starts over.
+training run and the scored chunks (nothing is downloaded or sharded twice); `fresh` starts over,
+deleting only the files a demo writes (see `DEMO_FILES`).
 """
 
 from __future__ import annotations
 
 import copy
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -117,14 +117,35 @@ def build_jobs(workdir: Path, *, quick: bool = False):
 
 def run_demo(workdir: str | Path = "hyena-demo", *, fresh: bool = False, quick: bool = False,
              echo: Callable[[str], None] = print) -> DemoResult:
+    """Run the demo in `workdir` (locked while it runs); `fresh` first deletes what an
+    earlier demo wrote there, and nothing else."""
+    workdir = Path(workdir).expanduser().resolve()
+    out = demo_output(workdir)
+    with out.lock(job="hyena demo"):
+        if fresh:
+            out.clear(what="--fresh")  # only what a demo writes; refused if anything else is there
+        out.claim(job="hyena demo")
+        return _run_demo(workdir, quick=quick, echo=echo)
+
+
+def demo_output(workdir: Path):
+    """The demo's work directory as an OutputDir (hyena_platform.outputs): it owns exactly the
+    files the demo writes (MLflow store and artifacts, runs, scores, plots, summary)."""
+    from hyena_platform.outputs import OutputDir
+
+    return OutputDir(str(workdir), kind="hyena-demo", owned=DEMO_FILES,
+                     legacy_marker=lambda out: "mlflow.db" in out.top_level() and not out.foreign())
+
+
+DEMO_FILES = ("mlflow.db", "mlflow.db-journal", "mlartifacts/**", "runs/**", "scores/**", "plots/loss.png",
+              "plots/track.png", "plots/.*.png.*", "summary.txt")
+
+
+def _run_demo(workdir: Path, *, quick: bool, echo: Callable[[str], None]) -> DemoResult:
     from hyena_platform import tracking
     from hyena_platform.score.pipeline import run_score
     from hyena_platform.train.launch import run_pretrain
 
-    workdir = Path(workdir).expanduser().resolve()
-    if fresh and workdir.exists():
-        shutil.rmtree(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
     pre_job, score_job, uri = build_jobs(workdir, quick=quick)
     seconds: dict[str, float] = {}
 

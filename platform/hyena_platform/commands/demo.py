@@ -10,7 +10,9 @@ import os
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", default="hyena-demo",
                         help="directory for every output: MLflow store, checkpoints, scores, pictures (default: %(default)s)")
-    parser.add_argument("--fresh", action="store_true", help="delete the work directory and start over")
+    parser.add_argument("--fresh", action="store_true",
+                        help="start over: delete what an earlier demo wrote in the work directory "
+                             "(nothing else; refused if the directory holds other files)")
     parser.add_argument("--quick", action="store_true", help="a few training steps only (a smoke test, about 2 minutes)")
 
 

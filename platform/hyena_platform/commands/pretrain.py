@@ -16,7 +16,7 @@ from hyena_platform.cli import add_job_arguments, format_duration
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_job_arguments(parser)
     parser.add_argument("--fresh", action="store_true",
-                        help="start over: delete this run's checkpoints and start a new MLflow run")
+                        help="start over: delete this run's checkpoints (only files Ray Train wrote in storage_path/name; refused if it holds others) and start a new MLflow run")
     parser.add_argument("--ray-logs", action="store_true",
                         help="forward Ray's worker and controller logs to this terminal")
 

@@ -23,6 +23,7 @@ from hyena_platform.data.fasta import (  # noqa: F401 - re-exported: the genome 
     chunk_schema,
     chunks_table,
     column_arrays,
+    content_digest,
     fasta_compression,
     fetch_codes,
     index_paths,
@@ -258,7 +259,7 @@ def bed_lines(path: Path) -> Iterator[tuple[int, list[str], str]]:
     with open(path, encoding="utf-8", errors="replace") as f:
         for lineno, line in enumerate(f, 1):
             text = line.strip()
-            if not text or text.startswith(("#", "track", "browser")):
+            if not text or text.startswith("#") or text.split(maxsplit=1)[0] in ("track", "browser"):
                 continue
             yield lineno, (text.split("\t") if "\t" in text else text.split()), text
 
@@ -266,8 +267,8 @@ def bed_lines(path: Path) -> Iterator[tuple[int, list[str], str]]:
 def read_bed(path: str, *, all_records: Sequence[Record], selected: Sequence[Record]) -> list[Segment]:
     """Intervals `chrom start end split` (tab or space separated, extra columns ignored).
 
-    Lines starting with '#', 'track' or 'browser' and a header line `chrom start end split` are
-    skipped. Intervals on records removed by include/exclude/min_length are dropped; a split that
+    Only lines starting with '#', 'track' or 'browser' are headers; any other line that does not
+    parse is an error naming it (a typo on line 1 is not silently taken for a header). Intervals on records removed by include/exclude/min_length are dropped; a split that
     had intervals and loses all of them that way is an error.
     """
     p = Path(path)
@@ -281,8 +282,6 @@ def read_bed(path: str, *, all_records: Sequence[Record], selected: Sequence[Rec
             raise InputError(f"{path}:{lineno}: expected 4 columns chrom, start, end, split; "
                              f"got {len(cols)}: {text[:80]!r}")
         chrom, start_s, end_s, split = (c.strip() for c in cols[:4])
-        if lineno == 1 and start_s.lower() == "start":
-            continue  # header
         try:
             start, end = int(start_s), int(end_s)
         except ValueError:

@@ -21,7 +21,6 @@ import json
 import math
 import os
 import posixpath
-import uuid
 import weakref
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -198,92 +197,125 @@ def filesystem(uri: str):
     return pafs.LocalFileSystem(), os.path.abspath(uri)
 
 
+SHARD_FILE_PREFIX = "hyena-shard"  # Parquet files are hyena-shard_<write uuid>_<task>.parquet
+SHARD_OWNED = (MANIFEST_NAME, f"{SHARD_FILE_PREFIX}_*.parquet")
+
+
+def shard_output(out_dir: str):
+    """The shard directory as an OutputDir: it owns its manifest and hyena-shard_*.parquet
+    files (and, for directories written before markers, the files its manifest lists)."""
+    from hyena_platform.outputs import OutputDir
+
+    out = OutputDir(out_dir, kind=FORMAT, owned=SHARD_OWNED, legacy_marker=_has_shard_manifest)
+    listed = _manifest_files(out)
+    if listed:
+        out.owned = tuple(out.owned) + tuple(listed)
+    return out
+
+
+def _manifest_files(out) -> list[str]:
+    try:
+        with out.fs.open_input_stream(out.path(MANIFEST_NAME)) as f:
+            data = json.loads(f.read())
+        return [str(x) for x in data.get("files", [])] if data.get("format") == FORMAT else []
+    except (OSError, ValueError, AttributeError):
+        return []
+
+
+def _has_shard_manifest(out) -> bool:
+    try:
+        with out.fs.open_input_stream(out.path(MANIFEST_NAME)) as f:
+            return json.loads(f.read()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def write_shards(cfg: DataConfig, out_dir: str, *, overwrite: bool = False,
                  num_cpus: float | None = None, compression: str = "zstd") -> ShardManifest:
     """Tokenise cfg's FASTA into Parquet files under `out_dir` and write its manifest last.
 
     `compression` is the Parquet codec: zstd (level 1) stores the ids in ~30% of their size;
-    "none" writes ~2x faster and 3.3x larger files.
+    "none" writes ~2x faster and 3.3x larger files. The directory is locked while writing; an
+    existing one is replaced only when it is ours (hyena_platform.outputs) and `overwrite`, or
+    an interrupted write of ours. A failed write removes what it wrote, nothing else.
     """
-    from pyarrow import fs as pafs
-
     if cfg.shards is not None:
         raise InputError(f"data.shards is set ({cfg.shards}): write_shards needs a FASTA source")
     layout = plan_layout(cfg)  # every input check before any work
-    fs, root = filesystem(out_dir)
-    existed = _prepare_output(fs, root, out_dir, overwrite=overwrite)
-    ds = _chunk_dataset(layout, index_cache=cfg.index_cache, digest=True, num_cpus=num_cpus)
-    try:
-        _run(
-            ds.write_parquet, root, filesystem=fs, try_create_dir=True,
-            compression=compression, compression_level=1 if compression == "zstd" else None,
-            use_dictionary=["chrom", "split"],
-            write_statistics=["chrom", "start", "split", "segment_start"],
-            ray_remote_args=_cpus(num_cpus),
-        )
-        files = sorted(
-            posixpath.relpath(info.path, root)
-            for info in fs.get_file_info(pafs.FileSelector(root, recursive=True))
-            if info.type == pafs.FileType.File and info.path.endswith(".parquet")
-        )
-        digests = _read_digests(fs, root, files)
-        content_hash = _content_hash(layout.chunk_specs(), digests, out_dir)
-        from hyena_platform.config import to_dict
+    out = shard_output(out_dir)
+    had_entries = bool(out.top_level())
+    with out.lock(job=f"hyena shard -> {out_dir}"):
+        check_output(out_dir, overwrite=overwrite)  # nothing is deleted unless this passes
+        try:
+            if out.is_ours():
+                out.clear(first=[MANIFEST_NAME], what="--overwrite")
+            out.claim(job="hyena shard")
+            return _write_shard_files(cfg, layout, out, out_dir, num_cpus=num_cpus, compression=compression)
+        except BaseException:
+            out.discard(remove_marker=not had_entries)  # the directory goes too if the lock made it
+            raise
 
-        manifest = ShardManifest(
-            uri=out_dir, layout=layout, files=tuple(files), num_chunks=len(digests),
-            content_hash=content_hash,
-            created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            data_config=to_dict(cfg),
-        )
-        _write_manifest(fs, root, manifest)
-    except BaseException:
-        _remove(fs, root, keep_dir=existed)
-        raise
+
+def _write_shard_files(cfg: DataConfig, layout: GenomeLayout, out, out_dir: str, *,
+                       num_cpus: float | None, compression: str) -> ShardManifest:
+    from pyarrow import fs as pafs
+    from ray.data.datasource import FilenameProvider
+
+    fs, root = out.fs, out.root
+    ds = _chunk_dataset(layout, index_cache=cfg.index_cache, digest=True, num_cpus=num_cpus)
+    _run(
+        ds.write_parquet, root, filesystem=fs, try_create_dir=True,
+        filename_provider=FilenameProvider(dataset_uuid=SHARD_FILE_PREFIX, file_format="parquet"),
+        compression=compression, compression_level=1 if compression == "zstd" else None,
+        use_dictionary=["chrom", "split"],
+        write_statistics=["chrom", "start", "split", "segment_start"],
+        ray_remote_args=_cpus(num_cpus),
+    )
+    files = sorted(
+        posixpath.relpath(info.path, root)
+        for info in fs.get_file_info(pafs.FileSelector(root, recursive=True))
+        if info.type == pafs.FileType.File and info.path.endswith(".parquet")
+    )
+    digests = _read_digests(fs, root, files)
+    content_hash = _content_hash(layout.chunk_specs(), digests, out_dir)
+    from hyena_platform.config import to_dict
+
+    manifest = ShardManifest(
+        uri=out_dir, layout=layout, files=tuple(files), num_chunks=len(digests),
+        content_hash=content_hash,
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        data_config=to_dict(cfg),
+    )
+    _write_manifest(fs, root, manifest)
     return manifest
 
 
 def check_output(out_dir: str, *, overwrite: bool = False) -> bool:
-    """Raise InputError unless `out_dir` is absent, empty, or `overwrite`; True if it exists."""
-    from pyarrow import fs as pafs
+    """Before any work: raise unless `out_dir` is absent, empty, an interrupted shard write of
+    ours, or complete shards of ours and `overwrite`. Files we did not write are never
+    replaced (the error names them). True if the directory exists."""
+    from hyena_platform.outputs import LOCK_NAME
 
-    fs, root = filesystem(out_dir)
-    info = fs.get_file_info(root)
-    if info.type == pafs.FileType.NotFound:
+    out = shard_output(out_dir)
+    if not out.exists():
+        out.check_writable()
         return False
-    if info.type != pafs.FileType.Directory:
-        raise InputError(f"{out_dir}: exists and is not a directory")
-    entries = fs.get_file_info(pafs.FileSelector(root))
-    if entries and not overwrite:
-        complete = any(posixpath.basename(e.path) == MANIFEST_NAME for e in entries)
-        what = "holds shards already" if complete else f"is not empty ({len(entries)} entries, no {MANIFEST_NAME})"
-        raise InputError(f"{out_dir}: {what}; choose another output or set overwrite (--overwrite)")
+    entries = [e for e in out.top_level() if e != LOCK_NAME]
+    if not entries:
+        return True
+    if not out.is_ours():
+        raise InputError(f"{out_dir}: is not empty ({len(entries)} entries: {', '.join(entries[:3])}) and was "
+                         f"not written by `hyena shard` (no {MANIFEST_NAME} or marker); nothing was changed. "
+                         "Choose a new or empty output directory")
+    complete = MANIFEST_NAME in entries
+    if complete and not overwrite:
+        raise InputError(f"{out_dir}: holds shards already; choose another output or set overwrite (--overwrite)")
+    foreign = out.foreign()
+    if foreign:
+        raise InputError(f"{out_dir}: holds files `hyena shard` did not write ({', '.join(foreign[:3])}"
+                         f"{', ...' if len(foreign) > 3 else ''}); nothing was deleted. Move them away or "
+                         "choose another output directory")
     return True
-
-
-def _prepare_output(fs, root: str, uri: str, *, overwrite: bool) -> bool:
-    """Check the output and clear it when overwriting. True if the directory existed."""
-    from pyarrow import fs as pafs
-
-    existed = check_output(uri, overwrite=overwrite)
-    if existed and overwrite:
-        # First make it incomplete, so a crash while clearing never leaves it looking complete.
-        manifest = posixpath.join(root, MANIFEST_NAME)
-        if fs.get_file_info(manifest).type != pafs.FileType.NotFound:
-            fs.delete_file(manifest)
-        fs.delete_dir_contents(root)
-    return existed
-
-
-def _remove(fs, root: str, *, keep_dir: bool) -> None:
-    """Remove what a failed write left (a directory the user made stays, emptied)."""
-    try:
-        if keep_dir:
-            fs.delete_dir_contents(root, missing_dir_ok=True)
-        else:
-            fs.delete_dir(root)
-    except OSError:
-        pass  # nothing written; the manifest was never written either way
 
 
 def _read_digests(fs, root: str, files: list[str]) -> dict[tuple[str, int], tuple[str, str]]:
@@ -316,11 +348,9 @@ def _content_hash(specs: list[ChunkSpec], digests: dict[tuple[str, int], tuple[s
 
 
 def _write_manifest(fs, root: str, manifest: ShardManifest) -> None:
-    final = posixpath.join(root, MANIFEST_NAME)
-    tmp = posixpath.join(root, f".{MANIFEST_NAME}.{uuid.uuid4().hex}.tmp")
-    with fs.open_output_stream(tmp) as f:
-        f.write((json.dumps(manifest.to_dict(), indent=1) + "\n").encode())
-    fs.move(tmp, final)
+    from hyena_platform.outputs import write_bytes
+
+    write_bytes(fs, posixpath.join(root, MANIFEST_NAME), (json.dumps(manifest.to_dict(), indent=1) + "\n").encode())
 
 
 def read_manifest(path: str) -> ShardManifest:

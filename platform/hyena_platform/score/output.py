@@ -25,7 +25,6 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import shutil
 import time
 import uuid
 from pathlib import Path
@@ -140,14 +139,18 @@ def write_chunk(root: str | Path, chunk: Chunk, table) -> tuple[Path, int]:
     """Write `table` as the chunk's file: temporary name, fsync, rename. Returns (path, bytes)."""
     import pyarrow.parquet as pq
 
+    from hyena_platform.outputs import write_error
+
     final = chunk_path(root, chunk)
-    final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
+        final.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, tmp, compression="zstd", row_group_size=1 << 20)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, final)
+    except OSError as err:  # disk full, read-only: one line (OutputError), not a Ray traceback
+        raise write_error(final, err) from None
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -208,10 +211,9 @@ def write_manifest(root: str | Path, manifest: dict[str, Any]) -> Path:
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     manifest = {"format": FORMAT, "version": FORMAT_VERSION, **manifest, "updated": now()}
-    tmp = root / f".{MANIFEST_NAME}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.write_text(json.dumps(manifest, indent=1, default=_json_default) + "\n")
-    os.replace(tmp, root / MANIFEST_NAME)
-    return root / MANIFEST_NAME
+    from hyena_platform.outputs import atomic_write  # temp name, fsync, rename; removed on failure
+
+    return atomic_write(root / MANIFEST_NAME, json.dumps(manifest, indent=1, default=_json_default) + "\n")
 
 
 def _json_default(value: Any) -> Any:
@@ -228,36 +230,59 @@ def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def score_output(root: str | Path):
+    """The scoring output directory as an OutputDir (hyena_platform.outputs): ours when it
+    holds our marker or a scoring manifest; it owns exactly the files a scoring job writes."""
+    from hyena_platform.outputs import OutputDir
+
+    return OutputDir(str(root), kind=FORMAT, owned=OWNED, legacy_marker=lambda out: _try_manifest(Path(out.root)) is not None)
+
+
+def _owned_patterns() -> tuple[str, ...]:
+    columns = score_columns(reverse_strand=True, probabilities=True)
+    tracks = [f"{c}{suffix}" for c in columns for suffix in (".bw", ".bedGraph")]
+    return (MANIFEST_NAME, f".{MANIFEST_NAME}.tmp-*", f"{SCORES_DIR}/chrom=*/*.parquet",
+            f"{SCORES_DIR}/chrom=*/.*.parquet.tmp-*", BINS_NAME, f".{BINS_NAME}.tmp",
+            *tracks, *(f".{t}.tmp" for t in tracks))
+
+
+OWNED = _owned_patterns()
+
+
 def check_output(root: str | Path, identity: dict[str, Any], *, overwrite: bool,
                  model_uri: str | None = None) -> dict[str, Any] | None:
     """Before any work: the existing manifest to resume from (same fingerprint), or None for a
-    fresh start. A directory holding other results, or other files, is refused unless
-    `overwrite` (then this module's files are removed)."""
+    fresh start. Results of another model or config are refused unless `overwrite`, which then
+    deletes only the files a scoring job writes; a directory we did not write is never touched."""
+    from hyena_platform.outputs import LOCK_NAME
+
     root = Path(root)
     if root.exists() and not root.is_dir():
         raise InputError(f"output.path {root} is a file; give a directory")
-    if not root.exists():
+    out = score_output(root)
+    if not out.exists():
+        out.check_writable()
+        return None
+    if not out.is_ours():
+        others = [e for e in out.top_level() if e != LOCK_NAME]
+        if others:
+            raise InputError(
+                f"output.path {root} is not empty ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}) "
+                f"and was not written by `hyena score` (no {MANIFEST_NAME}); nothing was changed. Choose an "
+                "empty or new directory"
+            )
         return None
     existing = read_manifest(root) if not overwrite else _try_manifest(root)
     if existing is not None and existing.get("fingerprint") == fingerprint(identity):
         return existing
-    if overwrite:
-        clear_output(root)
-        return None
-    if existing is not None:
+    if existing is not None and not overwrite:
         old_uri = (existing.get("model") or {}).get("resolved_uri")
         raise InputError(
             f"output.path {root} holds scores of a different model or config "
             f"({describe_difference(existing.get('identity', {}), identity, old_uri, model_uri)}); choose another "
             "output.path, or set output.overwrite: true (hyena score --overwrite) to replace them"
         )
-    others = sorted(p.name for p in root.iterdir())
-    if others:
-        raise InputError(
-            f"output.path {root} is not empty ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}) "
-            f"and holds no {MANIFEST_NAME}; choose an empty or new directory, or set "
-            "output.overwrite: true"
-        )
+    clear_output(root)  # overwrite, or an attempt of ours killed before its manifest: nothing to resume
     return None
 
 
@@ -269,13 +294,9 @@ def _try_manifest(root: Path) -> dict[str, Any] | None:
 
 
 def clear_output(root: str | Path) -> None:
-    """Remove what a scoring job writes (scores, bins, tracks, manifest); other files stay."""
-    root = Path(root)
-    shutil.rmtree(root / SCORES_DIR, ignore_errors=True)
-    for path in root.iterdir():
-        if path.name in (MANIFEST_NAME, BINS_NAME) or path.suffix in (".bw", ".bedGraph") or \
-                path.name.startswith(f".{MANIFEST_NAME}.tmp-"):
-            path.unlink()
+    """Remove what a scoring job writes (manifest first, then scores, bins, tracks); refused,
+    deleting nothing, if the directory holds any other file (OutputError naming it)."""
+    score_output(root).clear(first=[MANIFEST_NAME], what="--overwrite/--fresh")
 
 
 def describe_difference(old: dict[str, Any], new: dict[str, Any], old_uri: str | None = None,

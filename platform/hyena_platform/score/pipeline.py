@@ -28,8 +28,8 @@ from hyena_platform.errors import ConfigError, HyenaPlatformError
 from hyena_platform.score.config import ScoreJob
 from hyena_platform.score.export import FinalizeResult, finalize
 from hyena_platform.score.output import (
-    MANIFEST_NAME, check_output, chunk_table, clear_output, finished_chunks, fingerprint, now, unpack_scores,
-    write_chunk, write_manifest,
+    MANIFEST_NAME, check_output, chunk_table, clear_output, finished_chunks, fingerprint, now, score_output,
+    unpack_scores, write_chunk, write_manifest,
 )
 from hyena_platform.score.plan import ResolvedModel, ScorePlan, plan_job
 from hyena_platform.score.report import tracking_finish, tracking_start
@@ -84,11 +84,20 @@ def run_score(job: ScoreJob, *, source: str = "<job>", overwrite: bool = False, 
     t_start = time.perf_counter()
     plan = plan_job(job, source=source, model=model)
     root = Path(job.output.path).expanduser().resolve()
+    out = score_output(root)
+    with out.lock(job=f"hyena score {source}"):  # two jobs never write one directory
+        return _score_locked(job, plan, out, root, overwrite=overwrite, fresh=fresh, emit=emit,
+                             ray_logs=ray_logs, ray_progress=ray_progress, t_start=t_start)
+
+
+def _score_locked(job: ScoreJob, plan: ScorePlan, out: Any, root: Path, *, overwrite: bool, fresh: bool,
+                  emit: Progress, ray_logs: bool, ray_progress: bool | None, t_start: float) -> ScoreResult:
     previous = check_output(root, plan.identity, overwrite=overwrite or job.output.overwrite,
                             model_uri=plan.model.resolved_uri)
     if fresh and previous is not None:
         clear_output(root)
         previous = None
+    out.claim(job="hyena score")
     run = tracking_start(plan, root) if job.tracking.log_run else None
     manifest = _manifest(plan, root, previous, run)
     attempt = {"started": now(), "status": "running"}

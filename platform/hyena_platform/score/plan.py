@@ -10,14 +10,15 @@ driver: the weights then travel to the replicas through Ray's object store), nev
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 from hyena_platform.data.config import DataConfig
-from hyena_platform.data.genome import Record, bed_lines, bundled_genome_path, read_records, select_records
+from hyena_platform.data.genome import (
+    Record, bed_lines, bundled_genome_path, content_digest, read_records, select_records,
+)
 from hyena_platform.errors import ConfigError, HyenaPlatformError, InputError
 from hyena_platform.score.config import ScoreJob, TargetSection
 from hyena_platform.score.output import FORMAT_VERSION, score_columns
@@ -90,20 +91,14 @@ def identity(plan: ScorePlan) -> dict[str, Any]:
     return {
         "format": FORMAT_VERSION,
         "model": {"sha256": plan.model.sha256, "config": plan.model.model.config.to_dict()},
-        "genome": sorted([os.path.abspath(s), _size(s)] for s in sources),
+        # By content, not path and size: a FASTA edited in place is a different genome.
+        "genome": sorted(content_digest(s) for s in sources),
         "regions": [[r.chrom, r.start, r.end, r.length] for r in plan.regions],
         "window": {"size": plan.window, "stride": plan.stride, "start_token": "[SEP]"},
         "columns": plan.columns,
         "chunk_size": plan.job.output.chunk_size,
         "precision": plan.job.compute.precision,
     }
-
-
-def _size(path: str) -> int:
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return -1
 
 
 # ------------------------------------------------------------------------------------------
@@ -167,7 +162,7 @@ def parse_region(text: str, records: dict[str, Record]) -> tuple[str, int, int |
 
 
 def read_bed_regions(path: str) -> list[tuple[str, int, int, str]]:
-    """BED intervals (chrom, start, end; extra columns ignored); header/track/comment lines skipped."""
+    """BED intervals (chrom, start, end; extra columns ignored); track/browser/# lines skipped."""
     p = Path(path)
     if not p.is_file():
         raise InputError(f"target.bed {path}: file not found")
@@ -177,9 +172,7 @@ def read_bed_regions(path: str) -> list[tuple[str, int, int, str]]:
             raise InputError(f"{path}:{lineno}: expected at least 3 columns chrom, start, end; got {text[:80]!r}")
         try:
             start, end = int(cols[1]), int(cols[2])
-        except ValueError:
-            if lineno == 1:
-                continue  # a header line
+        except ValueError:  # only track/browser/# lines are headers (skipped by bed_lines)
             raise InputError(f"{path}:{lineno}: start and end must be integers, got {cols[1]!r} {cols[2]!r}") from None
         rows.append((cols[0], start, end, f"{path}:{lineno}"))
     if not rows:

@@ -148,12 +148,26 @@ def run_pretrain(job: PretrainJob, *, source: str = "<job>", fresh: bool = False
 
     `progress` receives one event dict per report (stage, step, loss, tokens/s, ETA, held-out
     metrics). `ray_logs=False` keeps Ray's worker logs off this terminal when Ray is started here.
+    The run directory (checkpoint.storage_path/name) is locked while the job runs; `fresh`
+    deletes only the files Ray Train and this job wrote there (hyena_platform.train.rundir).
     """
+    from hyena_platform.train.rundir import run_directory
+
+    run_dir = run_directory(storage_uri(job.checkpoint.storage_path), job.run_name(source))
+    with run_dir.lock(job=f"hyena pretrain {source}"):
+        if fresh:
+            run_dir.clear(what="--fresh")  # refused, deleting nothing, unless every file is ours
+        run_dir.claim(job=f"hyena pretrain {source}")
+        return _run_pretrain(job, source=source, fresh=fresh, progress=progress, ray_logs=ray_logs)
+
+
+def _run_pretrain(job: PretrainJob, *, source: str, fresh: bool, progress: ProgressFn | None,
+                  ray_logs: bool) -> PretrainResult:
     import ray
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from hyena_platform.data.pipeline import filesystem, layout_of, load_chunks
+    from hyena_platform.data.pipeline import layout_of, load_chunks
     from hyena_platform.train.callback import ReportCallback
     from hyena_platform.train.data import content_hash, fit_baselines, stage_dataset, validation_windows
     from hyena_platform.train.loop import train_loop_per_worker
@@ -186,11 +200,6 @@ def run_pretrain(job: PretrainJob, *, source: str = "<job>", fresh: bool = False
         if existing is not None:
             tracking.detach_run(tcfg, existing.info.run_id)
             existing = None
-        fs, root = filesystem(run_key)
-        try:
-            fs.delete_dir(root)
-        except (FileNotFoundError, OSError):
-            pass  # nothing to remove
     if existing is not None:
         differences = _resume_differences(params, existing.data.params)
         if differences:

@@ -1,0 +1,155 @@
+"""Output ownership (hyena_platform.outputs): markers, clearing only what is ours, the lock
+file with stale-lock detection, and writes through temporary names (disk full included)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from hyena_platform.outputs import (
+    LOCK_NAME, MARKER_NAME, TEMP_TAG, DiskFullError, OutputDir, OutputError, atomic_path, atomic_write, matches,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make(root: Path, **kw) -> OutputDir:
+    return OutputDir(str(root), kind="test-kind", owned=("result.txt", "parts/*.bin"), **kw)
+
+
+def test_glob_patterns_stay_in_one_component():
+    assert matches("parts/a.bin", ["parts/*.bin"]) and not matches("parts/x/a.bin", ["parts/*.bin"])
+    assert matches("x/y/.a.hyena-tmp-1", [f"**/*{TEMP_TAG}*"]) and matches(".a.hyena-tmp-1", [f"**/*{TEMP_TAG}*"])
+    assert not matches("result.txt.bak", ["result.txt"])
+
+
+def test_claim_refuses_a_directory_that_is_not_ours(tmp_path):
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "genome.fa").write_text(">a\nACGT\n")
+    out = make(user)
+    with pytest.raises(OutputError, match=r"not empty \(genome.fa\) and not written by a test-kind job"):
+        out.claim()
+    with pytest.raises(OutputError, match="--fresh refused: this directory was not written"):
+        out.clear(what="--fresh")
+    assert (user / "genome.fa").read_text() == ">a\nACGT\n" and not (user / MARKER_NAME).exists()
+
+
+def test_clear_deletes_only_owned_files_and_refuses_when_others_are_there(tmp_path):
+    out = make(tmp_path / "o")
+    out.claim(job="t")
+    (tmp_path / "o" / "parts").mkdir()
+    (tmp_path / "o" / "parts" / "1.bin").write_bytes(b"1")
+    (tmp_path / "o" / "result.txt").write_text("r")
+    assert out.clear(first=["result.txt"]) == ["result.txt", "parts/1.bin"]
+    assert sorted(os.listdir(tmp_path / "o")) == [MARKER_NAME]  # empty sub-directories go too
+    (tmp_path / "o" / "result.txt").write_text("r")
+    (tmp_path / "o" / "notes.md").write_text("the user's")
+    with pytest.raises(OutputError, match=r"holds files this job did not write \(notes.md\); nothing was deleted"):
+        out.clear()
+    assert (tmp_path / "o" / "result.txt").exists() and (tmp_path / "o" / "notes.md").exists()
+    other = OutputDir(str(tmp_path / "o"), kind="another-kind")
+    with pytest.raises(OutputError, match="another kind of job"):
+        other.claim()
+
+
+def test_lock_is_exclusive_and_names_its_owner(tmp_path):
+    out = make(tmp_path / "o")
+    with out.lock(job="first job"):
+        holder = json.loads((tmp_path / "o" / LOCK_NAME).read_text())
+        assert holder["pid"] == os.getpid() and holder["host"] == socket.gethostname() and holder["since"]
+        with pytest.raises(OutputError, match=rf"in use by another job \(pid {os.getpid()} .*first job\).*delete .*{LOCK_NAME}"):
+            with make(tmp_path / "o").lock(job="second"):
+                pass
+    assert not (tmp_path / "o").exists()  # the lock made the directory and it stayed empty
+
+
+def test_a_lock_held_by_a_live_process_blocks_and_a_killed_ones_is_stale(tmp_path):
+    """A real second process takes the lock; while it lives we are refused; after SIGKILL
+    (its lock file left behind) the lock is reported stale and taken over."""
+    root = tmp_path / "o"
+    code = textwrap.dedent(f"""
+        import sys, time
+        from hyena_platform.outputs import OutputDir
+        with OutputDir({str(root)!r}, kind="test-kind").lock(job="holder"):
+            print("locked", flush=True)
+            time.sleep(60)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "platform")])})
+    try:
+        assert proc.stdout.readline().strip() == "locked"
+        with pytest.raises(OutputError, match=rf"pid {proc.pid} .*holder"):
+            with make(root).lock():
+                pass
+        proc.kill()
+        proc.wait()
+        assert (root / LOCK_NAME).exists()
+        notes: list[str] = []
+        with make(root).lock(report=notes.append):
+            assert json.loads((root / LOCK_NAME).read_text())["pid"] == os.getpid()
+        assert len(notes) == 1 and f"stale lock of pid {proc.pid}" in notes[0]
+    finally:
+        proc.kill()
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    atomic_write(tmp_path / "a.json", "{}")
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "a.json") as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("boom")
+    assert os.listdir(tmp_path) == ["a.json"] and (tmp_path / "a.json").read_text() == "{}"
+
+
+def test_unwritable_and_non_directory_parents_are_one_line(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match="is a file, not a directory|exists and is not a directory"):
+        make(tmp_path / "file" / "out").claim()
+    if os.geteuid() != 0:  # root writes anywhere
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        with pytest.raises(OutputError, match="cannot write here"):
+            make(ro / "out").claim()
+
+
+def _can_mount_tmpfs() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(["unshare", "-r", "-m", "sh", "-c", "mount -t tmpfs -o size=64k none /mnt 2>/dev/null "
+                            "|| mount -t tmpfs -o size=64k none /tmp"], capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _can_mount_tmpfs(), reason="needs unshare -r -m (user namespaces) to mount a small tmpfs")
+def test_disk_full_is_one_line_and_leaves_no_temporary_file(tmp_path):
+    """A real ENOSPC: a 256 KiB tmpfs mounted in a private mount namespace."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    code = textwrap.dedent(f"""
+        import os
+        from hyena_platform.outputs import DiskFullError, atomic_write
+        try:
+            atomic_write({str(mnt / 'big.bin')!r}, b"x" * (1 << 20))
+        except DiskFullError as err:
+            print("ERR", err)
+        print("LEFT", sorted(os.listdir({str(mnt)!r})))
+    """)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "platform")])}
+    run = subprocess.run(["unshare", "-r", "-m", "sh", "-c",
+                          f"mount -t tmpfs -o size=256k none {mnt} && exec {sys.executable} -c \"$0\"", code],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0].startswith("ERR ") and "no space left on the device" in lines[0], run.stdout
+    assert lines[1] == "LEFT []"
+    assert DiskFullError  # the type the CLI reports as one line
