@@ -20,6 +20,8 @@ from hyena_platform.errors import HyenaPlatformError
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("hyena_platform.commands.demo", "the whole platform on embedded defaults: pretrain, register, score chrII, plot"),
     "info": ("hyena_platform.commands.info", "show versions, the released model variants and the bundled genome"),
+    "finetune": ("hyena_platform.commands.finetune", "fine-tune a pretrained model on a labelled task on Ray Train, beside a k-mer baseline"),
+    "predict": ("hyena_platform.commands.predict", "predict tables, FASTA records or BED regions with a fine-tuned sequence model (Ray, Parquet)"),
     "pretrain": ("hyena_platform.commands.pretrain", "pretrain HyenaDNA on Ray Train with sequence-length warm-up, tracked in MLflow"),
     "shard": ("hyena_platform.commands.shard", "tokenise FASTA into Parquet shards with a manifest (Ray Data)"),
     "score": ("hyena_platform.commands.score", "score whole chromosomes per base on Ray: log-likelihood tracks, resumable"),

@@ -22,10 +22,12 @@ END = "<!-- config-reference:end -->"
 
 
 def _jobs() -> list[tuple[str, type]]:
+    from hyena_platform.finetune.config import FinetuneJob
     from hyena_platform.score.config import ScoreJob
     from hyena_platform.train.config import PretrainJob
 
     jobs = [("pretrain (`hyena pretrain`, jobs/pretrain*.yaml)", PretrainJob),
+            ("finetune (`hyena finetune`, jobs/finetune*.yaml)", FinetuneJob),
             ("score (`hyena score`, jobs/score*.yaml)", ScoreJob)]
     try:
         from hyena_platform.data.config import DataConfig

@@ -49,7 +49,7 @@ _SUBMISSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # Env var names that hold secrets: a job file is committed and stored in the cluster's job table.
 _CREDENTIAL = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|ACCESS_KEY|PRIVATE_KEY|CREDENTIAL|API_KEY")
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
-JOB_FLAGS = {"pretrain": ("--fresh",), "score": ("--fresh", "--overwrite"), "shard": ("--overwrite",)}
+JOB_FLAGS = {"pretrain": ("--fresh",), "finetune": ("--fresh",), "predict": ("--overwrite",), "score": ("--fresh", "--overwrite"), "shard": ("--overwrite",)}
 
 
 class SubmitError(HyenaPlatformError):
@@ -151,10 +151,14 @@ def format_submission_id(template: str, *, job: str, user: str, now: float | Non
 
 
 def job_kind(data: Mapping[str, Any], *, source: str) -> str:
-    """Which `hyena` command a job file is for: pretrain, score or shard (from its sections)."""
+    """Which `hyena` command a job file is for: pretrain, finetune, predict, score or shard (from its sections)."""
+    if "input" in data:
+        return "predict"
     output = data.get("output")
     if isinstance(output, str):
         return "shard"
+    if "task" in data:
+        return "finetune"
     scoring = [k for k in ("output", "target", "window", "compute") if k in data]
     training = [k for k in ("train", "scaling", "checkpoint") if k in data]
     if scoring and training:
@@ -168,6 +172,10 @@ def job_kind(data: Mapping[str, Any], *, source: str) -> str:
 def _load(kind: str, path: str, overrides: Sequence[str]) -> Any:
     if kind == "pretrain":
         from hyena_platform.train.config import load_job
+    elif kind == "finetune":
+        from hyena_platform.finetune.config import load_finetune_job as load_job
+    elif kind == "predict":
+        from hyena_platform.finetune.predict import load_predict_job as load_job
     elif kind == "score":
         from hyena_platform.score.config import load_job
     else:

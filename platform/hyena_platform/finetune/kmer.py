@@ -25,14 +25,14 @@ _ALPHA_GRID = (1.0, 10.0, 100.0)  # ridge
 
 @dataclass(frozen=True)
 class BaselineConfig:
-    """The `baseline:` section."""
+    """The k-mer baseline fitted beside every fine-tuning run (k-mer frequencies, logistic/ridge)."""
 
-    enabled: bool = True
+    enabled: bool = True  # false: no baseline (not recommended: it is the bar to beat)
     max_k: int = 6  # k-mer lengths 1..max_k (4 + 16 + ... + 4^max_k features)
     context: int = 96  # token tasks: bases ending at each position whose k-mers are counted
     max_train_positions: int = 20000  # token tasks: sampled train positions
     max_eval_positions: int = 50000  # token tasks: sampled positions per evaluated split
-    seed: int = 0
+    seed: int = 0  # position sampling (token tasks)
 
     def validate(self) -> None:
         if not 1 <= self.max_k <= 6:

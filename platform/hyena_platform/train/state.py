@@ -95,10 +95,9 @@ def read_meta(directory: str | Path) -> dict:
 
 
 def load_shared(directory: Path, model: torch.nn.Module, optimizer, scheduler) -> int:
-    """Restore model weights, optimizer and scheduler in place; returns the step."""
-    from hyena import from_pretrained
-
-    loaded = from_pretrained(directory / MODEL_DIR)
+    """Restore model weights, optimizer and scheduler in place; returns the step. `model` is any
+    model class with `from_pretrained` (the LM, or a hyena.heads task model)."""
+    loaded = type(model).from_pretrained(directory / MODEL_DIR)
     model.load_state_dict(loaded.state_dict())
     state = torch.load(directory / TRAINER_FILE, map_location="cpu", weights_only=True)
     optimizer.load_state_dict(state["optimizer"])

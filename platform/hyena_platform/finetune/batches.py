@@ -1,0 +1,57 @@
+"""Batches of labelled examples: the epoch order, each worker's share of a step, right padding.
+
+Pure functions (numpy, torch), so the order and padding are tested without Ray. The order of an
+epoch is a seeded permutation; step s of the epoch takes the global batch at s, and worker r the
+r-th slice of it, so a resumed or restarted run sees exactly the batches it would have seen.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from hyena.heads import IGNORE_INDEX
+from hyena.tokenizer import PAD
+from hyena_platform.finetune.examples import Split
+
+
+def steps_per_epoch(num_examples: int, global_batch: int) -> int:
+    """Full global batches per epoch (the remainder of an epoch is dropped, reshuffled next time)."""
+    return num_examples // global_batch
+
+
+def epoch_order(num_examples: int, seed: int, epoch: int) -> np.ndarray:
+    return np.random.default_rng([seed, epoch]).permutation(num_examples)
+
+
+def worker_indices(num_examples: int, step: int, *, per_epoch: int, global_batch: int, rank: int, world: int,
+                   seed: int) -> np.ndarray:
+    """Example indices of worker `rank` for optimizer step `step` (0-based)."""
+    epoch, within = divmod(step, per_epoch)
+    order = epoch_order(num_examples, seed, epoch)
+    per_worker = global_batch // world
+    start = within * global_batch + rank * per_worker
+    return order[start:start + per_worker]
+
+
+def collate(split: Split, indices, *, task: str, problem_type: str) -> dict[str, torch.Tensor]:
+    """input_ids (B, L) int64 right-padded with [PAD], attention_mask (B, L) bool, labels:
+    sequence tasks (B,) int64 or (B, C) float32; token tasks (B, L) int64 with IGNORE_INDEX on
+    padding."""
+    tokens = [split.tokens[i] for i in indices]
+    width = max(len(t) for t in tokens)
+    ids = np.full((len(tokens), width), PAD, dtype=np.int64)
+    mask = np.zeros((len(tokens), width), dtype=bool)
+    for row, t in enumerate(tokens):
+        ids[row, :len(t)] = t
+        mask[row, :len(t)] = True
+    if task == "token":
+        labels = np.full((len(tokens), width), IGNORE_INDEX, dtype=np.int64)
+        for row, i in enumerate(indices):
+            labels[row, :len(split.labels[i])] = split.labels[i]
+        y = torch.from_numpy(labels)
+    elif problem_type == "single_label_classification":
+        y = torch.from_numpy(np.asarray(split.labels)[np.asarray(indices)].astype(np.int64))
+    else:
+        y = torch.from_numpy(np.asarray(split.labels)[np.asarray(indices)].astype(np.float32))
+    return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask), "labels": y}

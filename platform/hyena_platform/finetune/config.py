@@ -1,0 +1,154 @@
+"""The fine-tuning job: one YAML file -> a tree of frozen dataclasses.
+
+Sections: ``model`` (the base checkpoint), ``task`` (head and problem type), ``data``
+(FinetuneDataConfig), ``train`` (optimisation, early stopping), ``baseline`` (the k-mer
+baseline), and the pretraining job's own ``scaling``, ``checkpoint``, ``tracking`` and
+``submission`` sections (same meaning, same resume rules). Strict like every job file.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+from hyena_platform.config import apply_overrides, from_mapping, load_yaml_mapping, to_dict
+from hyena_platform.finetune.data_config import FinetuneDataConfig
+from hyena_platform.finetune.kmer import BaselineConfig
+from hyena_platform.finetune.metrics import METRICS
+from hyena_platform.submit import SubmissionSection
+from hyena_platform.tracking import DEFAULT_URI, TrackingConfig
+from hyena_platform.train.config import CheckpointSection, ScalingSection
+
+ProblemType = Literal["single_label_classification", "multi_label_classification", "regression"]
+_DROPOUT_FIELDS = ("embed_dropout", "resid_dropout", "hyena_dropout")
+
+
+@dataclass(frozen=True)
+class BaseModelSection:
+    """The pretrained model to start from: a checkpoint directory (any layout hyena reads) or a
+    registered model ``models:/NAME@ALIAS`` / ``models:/NAME/VERSION``."""
+
+    init_from: str = ""  # required: checkpoint directory or models:/NAME@ALIAS
+    overrides: dict[str, float] = field(default_factory=dict)  # dropouts only: embed/resid/hyena_dropout
+
+    def validate(self) -> None:
+        if not self.init_from:
+            raise ValueError("model.init_from is required: a checkpoint directory or models:/NAME@ALIAS")
+        for key in self.overrides:
+            if key not in _DROPOUT_FIELDS:
+                raise ValueError(f"model.overrides.{key}: only {', '.join(_DROPOUT_FIELDS)} may change when "
+                                 "fine-tuning a pretrained model")
+
+
+@dataclass(frozen=True)
+class TaskSection:
+    """What the head predicts: per sequence or per base; classes, several labels or values."""
+
+    type: Literal["sequence", "token"] = "sequence"  # one prediction per sequence, or per base
+    problem_type: ProblemType = "single_label_classification"  # or multi_label_classification, regression
+    pooling: Literal["last", "mean"] = "last"  # sequence tasks: last real token (causal model) or mean
+    head_dropout: float = 0.0  # dropout on the pooled / per-token state before the head
+
+    def validate(self) -> None:
+        if not 0 <= self.head_dropout < 1:
+            raise ValueError(f"task.head_dropout must be in [0, 1), got {self.head_dropout}")
+
+
+@dataclass(frozen=True)
+class FinetuneTrainSection:
+    """Optimisation (HyenaDNA's AdamW groups and schedule), validation, early stopping."""
+
+    epochs: int = 3  # passes over the train split (ignored when steps is set)
+    steps: int | None = None  # optimizer steps in total instead of epochs
+    batch_size: int = 16  # sequences per optimizer step, all workers together
+    lr: float = 1e-4  # peak AdamW learning rate (warm-up, cosine to min_lr_ratio x lr)
+    betas: tuple[float, float] = (0.9, 0.999)  # AdamW betas
+    weight_decay: float = 0.01  # none on the implicit filter, biases and norms (HyenaDNA's groups)
+    warmup_fraction: float = 0.05  # linear lr warm-up, fraction of all steps
+    min_lr_ratio: float = 0.1  # cosine floor, fraction of lr
+    grad_clip: float = 1.0  # 0 disables
+    freeze_backbone: bool = False  # true: train the head only (linear probe)
+    class_weights: Literal["none", "balanced"] | tuple[float, ...] = "none"  # classification loss weights
+    metric: str | None = None  # validation metric picking the best checkpoint; null: mcc / macro_f1 / pearson
+    eval_every: int | None = None  # steps between validations; null = once per epoch
+    patience: int | None = None  # validations without improvement before stopping early; null = never
+    eval_batch: int = 32  # sequences per forward in validation and test
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
+    seed: int = 0  # head init, batch order, dropout
+    log_every: int = 10  # steps between reports to the driver
+
+    def validate(self) -> None:
+        for key in ("epochs", "batch_size", "eval_batch", "log_every"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"train.{key} must be >= 1, got {getattr(self, key)}")
+        for key in ("steps", "eval_every", "patience"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ValueError(f"train.{key} must be >= 1 or null, got {value}")
+        if self.lr <= 0 or self.weight_decay < 0 or self.grad_clip < 0:
+            raise ValueError("train.lr must be > 0; train.weight_decay and train.grad_clip >= 0")
+        if not 0 <= self.warmup_fraction < 1 or not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError("train.warmup_fraction must be in [0, 1) and train.min_lr_ratio in [0, 1]")
+        if isinstance(self.class_weights, tuple) and any(w <= 0 for w in self.class_weights):
+            raise ValueError("train.class_weights: every weight must be > 0")
+
+
+@dataclass(frozen=True)
+class FinetuneTrackingConfig(TrackingConfig):
+    """`tracking:` as for pretraining, with the fine-tuning experiment and model name by default."""
+
+    uri: str = DEFAULT_URI  # sqlite:///relative/or/absolute.db, or http(s):// for a tracking server
+    experiment: str = "hyena-finetune"  # MLflow experiment of the fine-tuning runs
+    artifact_location: str | None = None  # null: mlartifacts/ beside a SQLite store
+    register_as: str = "hyenadna-finetuned"  # name it after the task: hyenadna-species, ...
+    alias: str = "candidate"  # alias moved to the new version
+
+
+@dataclass(frozen=True)
+class FinetuneJob:
+    model: BaseModelSection = field(default_factory=BaseModelSection)
+    task: TaskSection = field(default_factory=TaskSection)
+    data: FinetuneDataConfig = field(default_factory=FinetuneDataConfig)
+    train: FinetuneTrainSection = field(default_factory=FinetuneTrainSection)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    scaling: ScalingSection = field(default_factory=lambda: ScalingSection(num_workers=1))
+    checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
+    tracking: FinetuneTrackingConfig = field(default_factory=FinetuneTrackingConfig)
+    submission: SubmissionSection = field(default_factory=SubmissionSection)
+
+    def validate(self) -> None:
+        metric = self.metric
+        valid = METRICS[self.task.problem_type]
+        if metric not in valid:
+            raise ValueError(f"train.metric={metric!r} is not a {self.task.problem_type} metric; valid: {', '.join(valid)}")
+        if self.task.type == "token" and self.task.problem_type != "single_label_classification":
+            raise ValueError("token tasks from BED labels are classes: task.problem_type single_label_classification")
+        if self.train.class_weights != "none" and self.task.problem_type != "single_label_classification":
+            raise ValueError("train.class_weights applies to single-label classification only")
+        if self.train.batch_size % self.scaling.num_workers:
+            raise ValueError(f"train.batch_size={self.train.batch_size} must be a multiple of "
+                             f"scaling.num_workers={self.scaling.num_workers}")
+
+    @property
+    def metric(self) -> str:
+        from hyena_platform.finetune.metrics import DEFAULT_METRIC
+
+        return self.train.metric or DEFAULT_METRIC[self.task.problem_type]
+
+    def run_name(self, source: str | Path | None = None) -> str:
+        if self.checkpoint.name:
+            return self.checkpoint.name
+        stem = Path(source).stem if source else "finetune"
+        return re.sub(r"[^A-Za-z0-9._-]", "-", stem) or "finetune"
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+
+def load_finetune_job(path: str | Path, overrides: Sequence[str] = ()) -> FinetuneJob:
+    """Read, override and validate a fine-tuning job file; ConfigError on any problem."""
+    data = load_yaml_mapping(path)
+    apply_overrides(data, overrides, source=str(path))
+    return from_mapping(FinetuneJob, data, source=str(path))
