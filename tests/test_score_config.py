@@ -113,7 +113,7 @@ def test_output_with_other_results_is_refused_unless_overwrite(model_dir, tmp_pa
                          "identity": first.identity, "model": first.model.describe()})
     assert check_output(out, first.identity, overwrite=False)["status"] == "complete"  # same job: resume
     other = plan_job(job_from_mapping(mapping(model_dir, out, window={"stride": 64})))
-    with pytest.raises(InputError, match=r"holds scores of a different model or config \(window: "):
+    with pytest.raises(InputError, match=r"holds results of a different model or config \(window: "):
         check_output(out, other.identity, overwrite=False)
     torch.manual_seed(1)
     hyena.HyenaDNAForCausalLM(hyena.HyenaConfig(d_model=16, n_layer=2, l_max=258)).save_pretrained(tmp_path / "m2")
@@ -144,7 +144,7 @@ def test_config_errors_name_the_key(model_dir, tmp_path):
         job_from_mapping(mapping(model_dir, tmp_path, window={"strid": 3}), source="s.yaml")
     with pytest.raises(ConfigError, match="data.shards: scoring reads FASTA"):
         job_from_mapping(mapping(model_dir, tmp_path, data={"shards": "x"}), source="s.yaml")
-    with pytest.raises(ConfigError, match="data.max_n_fraction has no effect when scoring"):
+    with pytest.raises(ConfigError, match="data.max_n_fraction has no effect for scoring"):
         job_from_mapping(mapping(model_dir, tmp_path, data={"max_n_fraction": 0.5}), source="s.yaml")
     with pytest.raises(ConfigError, match="missing required key model"):
         job_from_mapping({"output": {"path": "x"}}, source="s.yaml")

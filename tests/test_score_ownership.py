@@ -134,7 +134,7 @@ def test_a_fasta_edited_in_place_is_a_different_genome(model_dir, tmp_path, bund
     os.utime(fasta, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert fasta.stat().st_size == st.st_size and fasta.stat().st_mtime_ns == st.st_mtime_ns
     after = plan_job(job_from_mapping(mapping(model_dir, out, fasta=fasta)))
-    with pytest.raises(InputError, match=r"holds scores of a different model or config \(genome: "):
+    with pytest.raises(InputError, match=r"holds results of a different model or config \(genome: "):
         check_output(out, after.identity, overwrite=False)
     # the same bytes under another name are the same genome: that resumes
     shutil.copy(fasta, tmp_path / "copy.fa")

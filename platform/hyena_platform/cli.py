@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("hyena_platform.commands.pretrain", "pretrain HyenaDNA on Ray Train with sequence-length warm-up, tracked in MLflow"),
     "shard": ("hyena_platform.commands.shard", "tokenise FASTA into Parquet shards with a manifest (Ray Data)"),
     "score": ("hyena_platform.commands.score", "score whole chromosomes per base on Ray: log-likelihood tracks, resumable"),
+    "vep": ("hyena_platform.commands.vep", "zero-shot variant effects of a VCF on Ray: log P(alt) - log P(ref), resumable"),
     "submit": ("hyena_platform.commands.submit", "submit a job YAML to a Ray cluster's job server, follow its logs, exit with its outcome"),
     "export": ("hyena_platform.commands.export", "export a model (path or models:/ URI) in our format or MultiMolecule's, for Hugging Face"),
     "upgrade-model": ("hyena_platform.commands.upgrade_model", "register a version from before MLflow Models again as an MLflow Model"),

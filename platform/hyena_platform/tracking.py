@@ -567,8 +567,9 @@ def _quote(value: str) -> str:
 # Added by the scoring job (hyena_platform.score.pipeline); the rest of the file is unchanged.
 
 
-def link_scoring_run(cfg: TrackingConfig, run_id: str, name: str, version: int, *, output: str) -> None:
-    """Link a scoring run and the model version it scored with, both ways: the run carries
-    ``hyena.model_name``/``hyena.model_version`` tags (set by the caller) and the version gets
-    a ``hyena.scoring_run.<run_id>`` tag whose value is the output directory."""
-    client(cfg.uri).set_model_version_tag(name, str(version), f"hyena.scoring_run.{run_id}", output)
+def link_scoring_run(cfg: TrackingConfig, run_id: str, name: str, version: int, *, output: str,
+                     kind: str = "scoring") -> None:
+    """Link a batch run (scoring, vep, ...) and the model version it used, both ways: the run
+    carries ``hyena.model_name``/``hyena.model_version`` tags (set by the caller) and the version
+    gets a ``hyena.<kind>_run.<run_id>`` tag whose value is the output directory."""
+    client(cfg.uri).set_model_version_tag(name, str(version), f"hyena.{kind}_run.{run_id}", output)

@@ -156,6 +156,23 @@ _TRAINING_ONLY = ("valid_chroms", "test_chroms", "chunk_size", "max_n_fraction",
                   "seed", "keep_soft_mask")
 
 
+def check_reference_data(d: DataConfig, what: str) -> None:
+    """A batch job reading a reference FASTA by coordinates (scoring, variant effects) accepts
+    only the data fields that select the FASTA and its records; ValueError otherwise."""
+    if d.shards is not None:
+        raise ValueError(f"data.shards: {what} reads FASTA directly (random access by pyfaidx); "
+                         "set data.fasta to the FASTA the shards were made from")
+    if d.bed is not None:
+        raise ValueError(f"data.bed holds training splits and has no effect for {what}; remove it")
+    reference = DataConfig(fasta=d.fasta)
+    for name in _TRAINING_ONLY:
+        if getattr(d, name) != getattr(reference, name):
+            raise ValueError(
+                f"data.{name} has no effect for {what} (it shapes training splits or windows); "
+                f"remove it. {what.capitalize()} uses data.fasta, include, exclude, min_length, index_cache"
+            )
+
+
 @dataclass(frozen=True)
 class ScoreJob:
     model: ModelSection
@@ -170,20 +187,10 @@ class ScoreJob:
     submission: SubmissionSection = field(default_factory=SubmissionSection)
 
     def validate(self) -> None:
-        d = self.data
-        if d.shards is not None:
-            raise ValueError("data.shards: scoring reads FASTA directly (random access by pyfaidx); "
-                             "set data.fasta to the FASTA the shards were made from")
-        if d.bed is not None:
+        if self.data.bed is not None:
             raise ValueError("data.bed holds training splits; give the regions to score in "
                              "target.bed (chrom, start, end) instead")
-        reference = DataConfig(fasta=d.fasta)
-        for name in _TRAINING_ONLY:
-            if getattr(d, name) != getattr(reference, name):
-                raise ValueError(
-                    f"data.{name} has no effect when scoring (it shapes training splits or windows); "
-                    "remove it. Scoring uses data.fasta, include, exclude, min_length, index_cache"
-                )
+        check_reference_data(self.data, "scoring")
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)

@@ -137,11 +137,17 @@ def chunk_table(chunk: Chunk, ref: np.ndarray, columns: dict[str, np.ndarray], n
 
 def write_chunk(root: str | Path, chunk: Chunk, table) -> tuple[Path, int]:
     """Write `table` as the chunk's file: temporary name, fsync, rename. Returns (path, bytes)."""
+    final = chunk_path(root, chunk)
+    return final, write_parquet_atomic(final, table)
+
+
+def write_parquet_atomic(final: Path, table) -> int:
+    """Write `table` to `final` through a hidden temporary name in the same directory, fsync,
+    rename: the file appears only complete. Returns its size in bytes."""
     import pyarrow.parquet as pq
 
     from hyena_platform.outputs import write_error
 
-    final = chunk_path(root, chunk)
     tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -154,7 +160,7 @@ def write_chunk(root: str | Path, chunk: Chunk, table) -> tuple[Path, int]:
     finally:
         if tmp.exists():
             tmp.unlink()
-    return final, final.stat().st_size
+    return final.stat().st_size
 
 
 def finished_chunks(root: str | Path, chunks: Iterable[Chunk]) -> set[int]:
@@ -193,13 +199,14 @@ def fingerprint(identity: dict[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(blob).hexdigest()
 
 
-def read_manifest(root: str | Path) -> dict[str, Any] | None:
+def read_manifest(root: str | Path, fmt: str = FORMAT) -> dict[str, Any] | None:
+    """The ``_manifest.json`` of a result directory of format `fmt` (hyena-scores, hyena-vep)."""
     path = Path(root) / MANIFEST_NAME
     if not path.exists():
         return None
     try:
         data = json.loads(path.read_text())
-        if data.get("format") != FORMAT:
+        if data.get("format") != fmt:
             raise ValueError(f"format {data.get('format')!r}")
         return data
     except (ValueError, OSError) as err:
@@ -207,10 +214,11 @@ def read_manifest(root: str | Path) -> dict[str, Any] | None:
                          "output.path") from None
 
 
-def write_manifest(root: str | Path, manifest: dict[str, Any]) -> Path:
+def write_manifest(root: str | Path, manifest: dict[str, Any], fmt: str = FORMAT,
+                   version: int = FORMAT_VERSION) -> Path:
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    manifest = {"format": FORMAT, "version": FORMAT_VERSION, **manifest, "updated": now()}
+    manifest = {"format": fmt, "version": version, **manifest, "updated": now()}
     from hyena_platform.outputs import atomic_write  # temp name, fsync, rename; removed on failure
 
     return atomic_write(root / MANIFEST_NAME, json.dumps(manifest, indent=1, default=_json_default) + "\n")
@@ -250,16 +258,19 @@ OWNED = _owned_patterns()
 
 
 def check_output(root: str | Path, identity: dict[str, Any], *, overwrite: bool,
-                 model_uri: str | None = None) -> dict[str, Any] | None:
+                 model_uri: str | None = None, fmt: str = FORMAT, output: Any = None,
+                 command: str = "hyena score") -> dict[str, Any] | None:
     """Before any work: the existing manifest to resume from (same fingerprint), or None for a
     fresh start. Results of another model or config are refused unless `overwrite`, which then
-    deletes only the files a scoring job writes; a directory we did not write is never touched."""
+    deletes only the files the job writes; a directory we did not write is never touched.
+    `fmt`, `output` (an OutputDir, default the scoring job's) and `command` let every batch job
+    that writes a manifest (score, vep) share this."""
     from hyena_platform.outputs import LOCK_NAME
 
     root = Path(root)
     if root.exists() and not root.is_dir():
         raise InputError(f"output.path {root} is a file; give a directory")
-    out = score_output(root)
+    out = output if output is not None else score_output(root)
     if not out.exists():
         out.check_writable()
         return None
@@ -268,27 +279,27 @@ def check_output(root: str | Path, identity: dict[str, Any], *, overwrite: bool,
         if others:
             raise InputError(
                 f"output.path {root} is not empty ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}) "
-                f"and was not written by `hyena score` (no {MANIFEST_NAME}); nothing was changed. Choose an "
+                f"and was not written by `{command}` (no {MANIFEST_NAME}); nothing was changed. Choose an "
                 "empty or new directory"
             )
         return None
-    existing = read_manifest(root) if not overwrite else _try_manifest(root)
+    existing = read_manifest(root, fmt) if not overwrite else _try_manifest(root, fmt)
     if existing is not None and existing.get("fingerprint") == fingerprint(identity):
         return existing
     if existing is not None and not overwrite:
         old_uri = (existing.get("model") or {}).get("resolved_uri")
         raise InputError(
-            f"output.path {root} holds scores of a different model or config "
+            f"output.path {root} holds results of a different model or config "
             f"({describe_difference(existing.get('identity', {}), identity, old_uri, model_uri)}); choose another "
-            "output.path, or set output.overwrite: true (hyena score --overwrite) to replace them"
+            f"output.path, or set output.overwrite: true ({command} --overwrite) to replace them"
         )
-    clear_output(root)  # overwrite, or an attempt of ours killed before its manifest: nothing to resume
+    out.clear(first=[MANIFEST_NAME], what="--overwrite/--fresh")  # overwrite, or an attempt of ours killed before its manifest
     return None
 
 
-def _try_manifest(root: Path) -> dict[str, Any] | None:
+def _try_manifest(root: Path, fmt: str = FORMAT) -> dict[str, Any] | None:
     try:
-        return read_manifest(root)
+        return read_manifest(root, fmt)
     except InputError:
         return None
 

@@ -17,14 +17,13 @@ kill resume where it stopped.
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from hyena_platform.errors import ConfigError, HyenaPlatformError
+from hyena_platform.batch import Progress, check_resources, end_run_quietly, init_ray, max_rss_mb, run_pool
 from hyena_platform.score.config import ScoreJob
 from hyena_platform.score.export import FinalizeResult, finalize
 from hyena_platform.score.output import (
@@ -34,8 +33,6 @@ from hyena_platform.score.output import (
 from hyena_platform.score.plan import ResolvedModel, ScorePlan, plan_job
 from hyena_platform.score.report import tracking_finish, tracking_start
 from hyena_platform.score.windows import Chunk, chunk_windows
-
-Progress = Callable[[dict[str, Any]], None]
 
 
 @dataclass
@@ -114,16 +111,8 @@ def _score_locked(job: ScoreJob, plan: ScorePlan, out: Any, root: Path, *, overw
         timings = {"read_s": 0.0, "model_s": 0.0, "write_s": 0.0}
         peak_rss = None
         if pending:
-            _init_ray(job.address, ray_logs)
-            if ray_progress is not None:
-                import ray.data
-                from ray.util.debug import log_once
-
-                ray.data.DataContext.get_current().enable_progress_bars = ray_progress
-                if not ray_progress:  # asked for: skip Ray Data's "Progress bars disabled" warning
-                    log_once("ray_data_progress_manager_disabled")
-            if not (job.address or os.environ.get("RAY_ADDRESS")):
-                _check_resources(job)  # a fixed local cluster; a remote one may autoscale
+            init_ray(job.address, ray_logs, ray_progress)
+            check_resources(job.compute, job.address)
             timings.update(_execute(plan, pending, root, emit))
             peak_rss = timings.pop("replica_max_rss_mb")
         timings["score_wall_s"] = time.perf_counter() - t0
@@ -151,21 +140,11 @@ def _score_locked(job: ScoreJob, plan: ScorePlan, out: Any, root: Path, *, overw
         manifest["status"] = status
         write_manifest(root, manifest)
         if run is not None:
-            _end_run_quietly(run, "KILLED" if status == "interrupted" else "FAILED")
+            end_run_quietly(run, "KILLED" if status == "interrupted" else "FAILED")
         raise
     if run is not None:  # the scores are complete whatever happens to the MLflow run now
         tracking_finish(run, result, fin)
     return result
-
-
-def _end_run_quietly(run: tuple[Any, str], status: str) -> None:
-    """Mark the MLflow run ended without hiding the error that ended it."""
-    from hyena_platform import tracking
-
-    try:
-        tracking.end_run(run[0], run[1], status)
-    except Exception as err:  # noqa: BLE001 - the original error is the one to report
-        logging.getLogger(__name__).warning("could not mark MLflow run %s %s: %s", run[1], status, err)
 
 
 def _manifest(plan: ScorePlan, root: Path, previous: dict[str, Any] | None,
@@ -210,88 +189,35 @@ def _files(root: Path, fin: FinalizeResult) -> dict[str, Any]:
 # Ray
 
 
-def _init_ray(address: str | None, ray_logs: bool) -> None:
-    import ray
-    import ray.data
-
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
-    if ray.is_initialized():
-        return
-    address = address or os.environ.get("RAY_ADDRESS")
-    kwargs = dict(logging_level="WARNING", log_to_driver=ray_logs)
-    if address:
-        ray.init(address=address, **kwargs)
-    else:
-        ray.init(address="local", include_dashboard=False, **kwargs)
-
-
-def _check_resources(job: ScoreJob) -> None:
-    """The actor pools must fit the cluster, or Ray Data would wait forever."""
-    import ray
-
-    c = job.compute
-    total = ray.cluster_resources()
-    cpus, gpus = total.get("CPU", 0.0), total.get("GPU", 0.0)
-    need = c.replicas * c.cpus_per_replica + c.writers * c.cpus_per_writer
-    if need > cpus + 1e-9:
-        raise ConfigError(
-            f"compute: {c.replicas} replica(s) x {c.cpus_per_replica:g} CPU + {c.writers} writer(s) x "
-            f"{c.cpus_per_writer:g} CPU = {need:g} CPUs, but the Ray cluster has {cpus:g}; lower "
-            "compute.replicas or compute.cpus_per_replica"
-        )
-    if c.replicas * c.gpus_per_replica > gpus + 1e-9:
-        raise ConfigError(f"compute: {c.replicas} replica(s) x {c.gpus_per_replica:g} GPU, but the Ray "
-                          f"cluster has {gpus:g} GPU(s); lower compute.replicas or gpus_per_replica")
-
-
 def _execute(plan: ScorePlan, pending: list[Chunk], root: Path, emit: Progress) -> dict[str, float]:
-    import ray
-    import ray.data
-
     from hyena_platform.score.scorer import model_payload
 
     job, c = plan.job, plan.job.compute
     items = [{"index": ch.index, "chrom": ch.chrom, "start": ch.start, "end": ch.end,
               "length": ch.length, "source": ch.source} for ch in pending]
-    payload = ray.put(model_payload(plan.model.model))
-    ds = ray.data.from_items(items, override_num_blocks=len(items))
-    ds = ds.map_batches(
-        ScoreReplica, batch_size=1, batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=min(c.replicas, len(pending))),
-        num_cpus=c.cpus_per_replica, num_gpus=c.gpus_per_replica or None,
-        # The weights' ref is wrapped so that Ray passes it through instead of inlining the
-        # weights into each actor's constructor arguments; the actor fetches them itself.
-        fn_constructor_kwargs={"payload": [payload], "window": plan.window, "stride": plan.stride,
-                               "batch_size": c.batch_size, "reverse_strand": job.window.reverse_strand,
-                               "probabilities": job.window.probabilities, "device": c.device,
-                               "threads": c.torch_threads, "precision": c.precision,
-                               "index_cache": job.data.index_cache})
-    ds = ds.map_batches(ChunkWriter, batch_size=1, batch_format="pyarrow",
-                        compute=ray.data.ActorPoolStrategy(size=c.writers), num_cpus=c.cpus_per_writer,
-                        fn_constructor_kwargs={"root": str(root), "names": plan.columns})
+    replica_kwargs = {"payload": model_payload(plan.model.model), "window": plan.window, "stride": plan.stride,
+                      "batch_size": c.batch_size, "reverse_strand": job.window.reverse_strand,
+                      "probabilities": job.window.probabilities, "device": c.device,
+                      "threads": c.torch_threads, "precision": c.precision,
+                      "index_cache": job.data.index_cache}
+    rows = run_pool(items, compute=c, replica=ScoreReplica, replica_kwargs=replica_kwargs,
+                    writer=ChunkWriter, writer_kwargs={"root": str(root), "names": plan.columns})
     total = sum(ch.bases for ch in pending)
     sums = {"read_s": 0.0, "model_s": 0.0, "model_cpu_s": 0.0, "write_s": 0.0, "replica_max_rss_mb": 0.0}
     done_bases, done = 0, 0
     t0 = time.perf_counter()
-    try:
-        for row in ds.iter_rows():
-            done += 1
-            done_bases += row["end"] - row["start"]
-            for k in ("read_s", "model_s", "model_cpu_s", "write_s"):
-                sums[k] += row[k]
-            sums["replica_max_rss_mb"] = max(sums["replica_max_rss_mb"], row["replica_max_rss_mb"])
-            elapsed = time.perf_counter() - t0
-            sums.setdefault("first_chunk_s", elapsed)  # startup: Ray Data, actors, first chunk
-            rate = done_bases / elapsed if elapsed > 0 else float("nan")
-            emit({"event": "chunk", "row": row, "done": done, "total": len(pending), "chrom": row["chrom"],
-                  "start": row["start"], "end": row["end"], "bases_per_s": rate,
-                  "eta_s": (total - done_bases) / rate if rate > 0 else None})
-    except Exception as err:  # noqa: BLE001 - a user error raised in a task comes back as itself
-        user = _find_user_error(err)
-        if user is not None:
-            raise type(user)(str(user)) from None
-        raise
-    del payload
+    for row in rows:
+        done += 1
+        done_bases += row["end"] - row["start"]
+        for k in ("read_s", "model_s", "model_cpu_s", "write_s"):
+            sums[k] += row[k]
+        sums["replica_max_rss_mb"] = max(sums["replica_max_rss_mb"], row["replica_max_rss_mb"])
+        elapsed = time.perf_counter() - t0
+        sums.setdefault("first_chunk_s", elapsed)  # startup: Ray Data, actors, first chunk
+        rate = done_bases / elapsed if elapsed > 0 else float("nan")
+        emit({"event": "chunk", "row": row, "done": done, "total": len(pending), "chrom": row["chrom"],
+              "start": row["start"], "end": row["end"], "bases_per_s": rate,
+              "eta_s": (total - done_bases) / rate if rate > 0 else None})
     return sums
 
 
@@ -319,15 +245,8 @@ class ScoreReplica:
                                     chrom=chunk.chrom, start=span.fetch_start)
             read_s = time.perf_counter() - t0
             scores = s.score_chunk(chunk, tokens, span.fetch_start)
-            out.append(({**row, "read_s": read_s, "pid": os.getpid(), "max_rss_mb": _max_rss_mb()}, scores))
+            out.append(({**row, "read_s": read_s, "pid": os.getpid(), "max_rss_mb": max_rss_mb()}, scores))
         return pack_scores(out)
-
-
-def _max_rss_mb() -> float:
-    """Peak resident memory of this process (Linux reports KiB)."""
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 class ChunkWriter:
@@ -352,17 +271,3 @@ class ChunkWriter:
                         "replica_max_rss_mb": row["max_rss_mb"]})
         return pa.Table.from_pylist(out)
 
-
-def _find_user_error(err: BaseException) -> HyenaPlatformError | None:
-    seen: set[int] = set()
-    todo: list[Any] = [err]
-    while todo:
-        e = todo.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        if isinstance(e, HyenaPlatformError):
-            return e
-        cause = getattr(e, "cause", None)
-        todo.extend([cause if isinstance(cause, BaseException) else None, e.__cause__, e.__context__])
-    return None

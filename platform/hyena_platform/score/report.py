@@ -23,30 +23,39 @@ if TYPE_CHECKING:
 
 
 def tracking_start(plan: ScorePlan, root: Path) -> tuple[Any, str]:
+    params = {"window.resolved_size": plan.window, "window.resolved_stride": plan.stride,
+              "bases": plan.bases, "chunks": len(plan.chunks)}
+    return start_job_run(plan.job.tracking.config(), "score", root, fingerprint(plan.identity), plan.model,
+                         plan.job.to_dict(), params, link_kind="scoring")
+
+
+def start_job_run(cfg: Any, kind: str, root: Path, fp: str, model: Any, config: dict[str, Any],
+                  params: dict[str, Any], *, link_kind: str) -> tuple[Any, str]:
+    """The MLflow run of a batch job (`kind`: score, vep, ...) writing `root` with fingerprint
+    `fp`: reopened when the same job resumes; tagged with the model's lineage (version, the run
+    that logged it, weights hash) and linked back from the model version; the job's config and
+    `params` logged as parameters."""
     from hyena_platform import tracking
 
-    cfg = plan.job.tracking.config()
-    key = f"score:{root}:{fingerprint(plan.identity)}"
+    key = f"{kind}:{root}:{fp}"
     existing = tracking.find_run(cfg, key)
-    m = plan.model
-    tags = {"hyena.job": "score", "hyena.output": str(root), "hyena.model_uri": m.resolved_uri,
-            "hyena.model_sha256": m.sha256}
-    if m.name is not None:
-        tags.update({"hyena.model_name": m.name, "hyena.model_version": str(m.version)})
-        if m.run_id:
-            tags["hyena.model_run_id"] = m.run_id
+    tags = {"hyena.job": kind, "hyena.output": str(root), "hyena.model_uri": model.resolved_uri,
+            "hyena.model_sha256": model.sha256}
+    if model.name is not None:
+        tags.update({"hyena.model_name": model.name, "hyena.model_version": str(model.version)})
+        if model.run_id:
+            tags["hyena.model_run_id"] = model.run_id
     if existing is not None:
         run_id = existing.info.run_id
         tracking.reopen_run(cfg, run_id)
     else:
-        run_id = tracking.start_run(cfg, run_key=key, run_name=f"score-{root.name}", tags=tags)
+        run_id = tracking.start_run(cfg, run_key=key, run_name=f"{kind}-{root.name}", tags=tags)
     tracking.set_tags(cfg, run_id, tags)
-    params = tracking.flatten(plan.job.to_dict())
-    params.update({"window.resolved_size": plan.window, "window.resolved_stride": plan.stride,
-                   "model.resolved_uri": m.resolved_uri, "bases": plan.bases, "chunks": len(plan.chunks)})
-    tracking.log_params(cfg, run_id, params)
-    if m.name is not None:
-        tracking.link_scoring_run(cfg, run_id, m.name, m.version, output=str(root))
+    flat = tracking.flatten(config)
+    flat.update({**params, "model.resolved_uri": model.resolved_uri})
+    tracking.log_params(cfg, run_id, flat)
+    if model.name is not None:
+        tracking.link_scoring_run(cfg, run_id, model.name, model.version, output=str(root), kind=link_kind)
     return cfg, run_id
 
 

@@ -73,6 +73,19 @@ def model_from_payload(payload: dict[str, Any], device: str = "cpu") -> torch.nn
     return model.to(device).eval()
 
 
+def load_payload(payload: Any, device: str = "cpu") -> torch.nn.Module:
+    """The model of a replica: `payload` is a model, `model_payload(model)`, or, in a Ray actor,
+    ``[ObjectRef]`` of a payload (the list keeps Ray from inlining the weights into the actor's
+    constructor arguments; the weights come from the object store once per replica)."""
+    if isinstance(payload, list):
+        import ray
+
+        payload = ray.get(payload[0])
+    if isinstance(payload, torch.nn.Module):
+        return payload.to(device).eval()
+    return model_from_payload(payload, device)
+
+
 class ChunkScorer:
     """Scores chunks with one model replica. `payload` is a model or `model_payload(model)`."""
 
@@ -81,14 +94,7 @@ class ChunkScorer:
                  threads: int | None = None, precision: str = "fp32"):
         if threads is not None:
             torch.set_num_threads(threads)
-        if isinstance(payload, list):  # [ObjectRef] in a Ray actor: the weights from the object store
-            import ray
-
-            payload = ray.get(payload[0])
-        if isinstance(payload, torch.nn.Module):
-            self.model = payload.to(device).eval()
-        else:
-            self.model = model_from_payload(payload, device)
+        self.model = load_payload(payload, device)
         self.window, self.stride, self.batch_size = window, stride, batch_size
         self.reverse_strand, self.probabilities = reverse_strand, probabilities
         self.device = torch.device(device)

@@ -1,0 +1,129 @@
+"""Shared machinery of the Ray batch jobs (scoring, variant effects, ...): the same shape for each.
+
+    work items (one row per chunk) --map_batches(replica class: actor pool of model replicas,
+    CPU or GPU, weights from the object store once per replica)--> one packed result row per
+    chunk --map_batches(writer class: small actor pool; write, fsync, rename)--> one status row
+    per chunk --> the driver (progress, timings)
+
+A job supplies its replica and writer classes and their constructor arguments; this module
+starts Ray, checks that the pools fit the cluster, runs the pipeline, and turns a user error
+raised inside a task back into itself (one line, no traceback). Ray is imported only when called.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Callable, Iterator
+
+from hyena_platform.errors import ConfigError, HyenaPlatformError
+
+
+def init_ray(address: str | None, ray_logs: bool = False, ray_progress: bool | None = None) -> None:
+    """Connect to `address` (or $RAY_ADDRESS), else start a local Ray; no-op when connected."""
+    import ray
+    import ray.data
+
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    if not ray.is_initialized():
+        address = address or os.environ.get("RAY_ADDRESS")
+        kwargs = dict(logging_level="WARNING", log_to_driver=ray_logs)
+        if address:
+            ray.init(address=address, **kwargs)
+        else:
+            ray.init(address="local", include_dashboard=False, **kwargs)
+    if ray_progress is not None:
+        from ray.util.debug import log_once
+
+        ray.data.DataContext.get_current().enable_progress_bars = ray_progress
+        if not ray_progress:  # asked for: skip Ray Data's "Progress bars disabled" warning
+            log_once("ray_data_progress_manager_disabled")
+
+
+def check_resources(compute: Any, address: str | None) -> None:
+    """The actor pools of `compute` (score.config.ComputeSection) must fit a fixed local cluster,
+    or Ray Data would wait forever; a remote cluster may autoscale, so it is not checked."""
+    import ray
+
+    if address or os.environ.get("RAY_ADDRESS"):
+        return
+    c = compute
+    total = ray.cluster_resources()
+    cpus, gpus = total.get("CPU", 0.0), total.get("GPU", 0.0)
+    need = c.replicas * c.cpus_per_replica + c.writers * c.cpus_per_writer
+    if need > cpus + 1e-9:
+        raise ConfigError(
+            f"compute: {c.replicas} replica(s) x {c.cpus_per_replica:g} CPU + {c.writers} writer(s) x "
+            f"{c.cpus_per_writer:g} CPU = {need:g} CPUs, but the Ray cluster has {cpus:g}; lower "
+            "compute.replicas or compute.cpus_per_replica"
+        )
+    if c.replicas * c.gpus_per_replica > gpus + 1e-9:
+        raise ConfigError(f"compute: {c.replicas} replica(s) x {c.gpus_per_replica:g} GPU, but the Ray "
+                          f"cluster has {gpus:g} GPU(s); lower compute.replicas or gpus_per_replica")
+
+
+def run_pool(items: list[dict[str, Any]], *, compute: Any, replica: type, replica_kwargs: dict[str, Any],
+             writer: type, writer_kwargs: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Run `items` through the replica pool, then the writer pool; yield the writers' rows as
+    they finish. `replica_kwargs["payload"]` is a model payload (score.scorer.model_payload),
+    put in the object store once."""
+    import ray
+    import ray.data
+
+    payload = ray.put(replica_kwargs["payload"])
+    ds = ray.data.from_items(items, override_num_blocks=len(items))
+    ds = ds.map_batches(
+        replica, batch_size=1, batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=min(compute.replicas, len(items))),
+        num_cpus=compute.cpus_per_replica, num_gpus=compute.gpus_per_replica or None,
+        # The weights' ref is wrapped in a list so that Ray passes it through instead of
+        # inlining the weights into each actor's constructor arguments (score.scorer.load_payload).
+        fn_constructor_kwargs={**replica_kwargs, "payload": [payload]})
+    ds = ds.map_batches(writer, batch_size=1, batch_format="pyarrow",
+                        compute=ray.data.ActorPoolStrategy(size=compute.writers), num_cpus=compute.cpus_per_writer,
+                        fn_constructor_kwargs=writer_kwargs)
+    try:
+        yield from ds.iter_rows()
+    except Exception as err:  # noqa: BLE001 - a user error raised in a task comes back as itself
+        user = find_user_error(err)
+        if user is not None:
+            raise type(user)(str(user).split("\n")[0]) from None
+        raise
+    finally:
+        del payload
+
+
+def find_user_error(err: BaseException) -> HyenaPlatformError | None:
+    """The HyenaPlatformError a Ray task raised, wherever Ray wrapped it; None if there is none."""
+    seen: set[int] = set()
+    todo: list[Any] = [err]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, HyenaPlatformError):
+            return e
+        cause = getattr(e, "cause", None)
+        todo.extend([cause if isinstance(cause, BaseException) else None, e.__cause__, e.__context__])
+    return None
+
+
+def end_run_quietly(run: tuple[Any, str], status: str) -> None:
+    """Mark an MLflow run ended without hiding the error that ended it."""
+    from hyena_platform import tracking
+
+    try:
+        tracking.end_run(run[0], run[1], status)
+    except Exception as err:  # noqa: BLE001 - the original error is the one to report
+        logging.getLogger(__name__).warning("could not mark MLflow run %s %s: %s", run[1], status, err)
+
+
+def max_rss_mb() -> float:
+    """Peak resident memory of this process (Linux reports KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+Progress = Callable[[dict[str, Any]], None]

@@ -1,0 +1,82 @@
+"""`hyena vep JOB.yaml [--set key=value ...] [--overwrite] [--fresh]`: variant effects on Ray.
+
+Rerunning the same job resumes: chunks already written are skipped (--fresh starts over). An
+output directory holding results of another model, VCF or config is refused unless --overwrite
+(or output.overwrite: true).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from hyena_platform.cli import add_job_arguments, format_duration
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_job_arguments(parser)
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace results of a different model, VCF or config in output.path "
+                             "(the same job always resumes)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="start over: delete this job's finished chunks instead of resuming")
+    parser.add_argument("--ray-logs", action="store_true", help="forward Ray's worker logs to this terminal")
+    parser.add_argument("--ray-progress", action="store_true",
+                        help="show Ray Data's progress bars instead of one line per few chunks")
+
+
+def run(args: argparse.Namespace) -> int:
+    from hyena_platform.vep.config import load_job
+    from hyena_platform.vep.pipeline import run_vep
+
+    job = load_job(args.job, args.overrides)
+    result = run_vep(job, source=args.job, overwrite=args.overwrite, fresh=args.fresh,
+                     progress=None if args.ray_progress else ProgressPrinter(),
+                     ray_logs=args.ray_logs, ray_progress=args.ray_progress)
+    skipped = ", ".join(f"{k} {v}" for k, v in sorted(result.reasons.items())) or "none"
+    print(f"\n{result.records:,} records, {result.rows:,} ALT alleles: {result.scored:,} scored, skipped: {skipped}")
+    if result.chunks_scored:
+        t = result.timings
+        print(f"scored {result.extra['rows_scored']:,} variants in {t['score_wall_s']:.1f} s "
+              f"({result.extra['rows_scored'] / t['score_wall_s']:,.0f} variants/s; task time model "
+              f"{t['model_s']:.1f} s, read {t['read_s']:.1f} s, write {t['write_s']:.1f} s)")
+    else:
+        print("every chunk was already scored; the VCF was rewritten")
+    print(f"parquet  {result.parquet}")
+    if result.vcf:
+        print(f"vcf      {result.vcf}" + (f"  (+ {result.index.name})" if result.index else
+                                          "  (not tabix-indexed: the input VCF is not sorted)"))
+    print(f"manifest {result.manifest}")
+    if result.run_id:
+        print(f"MLflow run {result.run_id} in {result.tracking_uri}")
+    return 0
+
+
+class ProgressPrinter:
+    """One line per event, chunk lines at most every `every_s` seconds (and the last one)."""
+
+    def __init__(self, stream=None, every_s: float = 5.0):
+        self.stream, self.every_s, self.last = stream, every_s, float("-inf")
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        out = self.stream or sys.stdout
+        kind = event.get("event")
+        if kind == "start":
+            skipped = event["chunks"] - event["pending"]
+            print(f"scoring {event['rows']:,} ALT alleles of {event['records']:,} VCF records with {event['model']} "
+                  f"(flank {event['flank']:,} bases each side) in {event['chunks']} chunk(s) -> {event['output']}",
+                  file=out)
+            if skipped and event["pending"]:
+                print(f"resuming: {skipped} chunk(s) already written, {event['pending']} to go", file=out)
+        elif kind == "chunk":
+            now = time.monotonic()
+            if now - self.last < self.every_s and event["done"] < event["total"]:
+                return
+            self.last = now
+            print(f"[{event['done']}/{event['total']} chunks] {event['rows']:,} variants  "
+                  f"{event['variants_per_s']:,.0f} variants/s  ETA {format_duration(event.get('eta_s'))}", file=out)
+        elif kind == "finalize" and event.get("vcf"):
+            print("writing the annotated VCF (bgzip + tabix)", file=out)
+        out.flush()
