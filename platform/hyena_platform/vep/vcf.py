@@ -30,11 +30,29 @@ def open_vcf(path: str):
     p = Path(path)
     if not p.is_file():
         raise InputError(f"vcf.path {path}: file not found")
+    with open(p, "rb") as f:
+        head = f.read(2)
+        f.seek(max(0, p.stat().st_size - 1))
+        last = f.read(1)
+    if head != b"\x1f\x8b" and last not in (b"\n", b""):
+        raise InputError(f"vcf.path {path}: the file ends in the middle of a line, so it is truncated; "
+                         "regenerate or re-download it")
     try:
         return pysam.VariantFile(str(p))
+    except NotImplementedError:  # htslib: gzip without BGZF blocks
+        raise InputError(f"vcf.path {path}: compressed with plain gzip, which htslib cannot read; "
+                         f"recompress it with bgzip: gunzip -c {path} | bgzip > {_bgzip_name(path)}") from None
     except (ValueError, OSError) as err:
+        if "truncated" in str(err):
+            raise InputError(f"vcf.path {path}: the file is truncated ({_one_line(err)}); regenerate or "
+                             "re-download it") from None
         raise InputError(f"vcf.path {path}: not a readable VCF or BCF ({_one_line(err)}); give a VCF "
                          "(plain or bgzip-compressed) or a BCF file") from None
+
+
+def _bgzip_name(path: str) -> str:
+    stem = path[:-3] if path.endswith(".gz") else path
+    return (stem[:-4] if stem.endswith(".vcf") else stem) + ".bgz.vcf.gz"
 
 
 @dataclass(frozen=True)
