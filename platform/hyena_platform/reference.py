@@ -25,10 +25,12 @@ def _jobs() -> list[tuple[str, type]]:
     from hyena_platform.finetune.config import FinetuneJob
     from hyena_platform.score.config import ScoreJob
     from hyena_platform.train.config import PretrainJob
+    from hyena_platform.vep.config import VepJob
 
     jobs = [("pretrain (`hyena pretrain`, jobs/pretrain*.yaml)", PretrainJob),
             ("finetune (`hyena finetune`, jobs/finetune*.yaml)", FinetuneJob),
-            ("score (`hyena score`, jobs/score*.yaml)", ScoreJob)]
+            ("score (`hyena score`, jobs/score*.yaml)", ScoreJob),
+            ("vep (`hyena vep`, jobs/vep*.yaml)", VepJob)]
     try:
         from hyena_platform.data.config import DataConfig
 
@@ -87,7 +89,10 @@ def _default(f: dataclasses.Field) -> str:
 def _rows(cls: type, prefix: str = "") -> list[str]:
     rows = []
     hints = typing.get_type_hints(cls)
-    comments = _field_comments(cls)
+    comments = {}
+    for base in reversed(cls.__mro__):  # a subclass (a section with other defaults) inherits meanings
+        if dataclasses.is_dataclass(base):
+            comments.update(_field_comments(base))
     for f in dataclasses.fields(cls):
         if not f.init:
             continue

@@ -49,7 +49,8 @@ _SUBMISSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # Env var names that hold secrets: a job file is committed and stored in the cluster's job table.
 _CREDENTIAL = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|ACCESS_KEY|PRIVATE_KEY|CREDENTIAL|API_KEY")
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
-JOB_FLAGS = {"pretrain": ("--fresh",), "finetune": ("--fresh",), "predict": ("--overwrite",), "score": ("--fresh", "--overwrite"), "shard": ("--overwrite",)}
+JOB_FLAGS = {"pretrain": ("--fresh",), "finetune": ("--fresh",), "predict": ("--overwrite",), "score": ("--fresh", "--overwrite"), "shard": ("--overwrite",),
+             "vep": ("--fresh", "--overwrite")}
 
 
 class SubmitError(HyenaPlatformError):
@@ -151,7 +152,7 @@ def format_submission_id(template: str, *, job: str, user: str, now: float | Non
 
 
 def job_kind(data: Mapping[str, Any], *, source: str) -> str:
-    """Which `hyena` command a job file is for: pretrain, finetune, predict, score or shard (from its sections)."""
+    """Which `hyena` command a job file is for: pretrain, finetune, predict, score, vep or shard (from its sections)."""
     if "input" in data:
         return "predict"
     output = data.get("output")
@@ -159,6 +160,8 @@ def job_kind(data: Mapping[str, Any], *, source: str) -> str:
         return "shard"
     if "task" in data:
         return "finetune"
+    if "vcf" in data:
+        return "vep"
     scoring = [k for k in ("output", "target", "window", "compute") if k in data]
     training = [k for k in ("train", "scaling", "checkpoint") if k in data]
     if scoring and training:
@@ -178,6 +181,8 @@ def _load(kind: str, path: str, overrides: Sequence[str]) -> Any:
         from hyena_platform.finetune.predict import load_predict_job as load_job
     elif kind == "score":
         from hyena_platform.score.config import load_job
+    elif kind == "vep":
+        from hyena_platform.vep.config import load_job
     else:
         from hyena_platform.commands.shard import ShardJob
         from hyena_platform.config import load_config

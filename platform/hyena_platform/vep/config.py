@@ -24,7 +24,7 @@ from hyena_platform.submit import SubmissionSection
 class VcfSection:
     """The variants: a VCF (plain, bgzip or BCF) whose records are scored in file order."""
 
-    path: str
+    path: str  # the VCF: plain text, bgzip-compressed (.vcf.gz) or BCF
     # Contig names: "exact" (VCF names must be FASTA names), "add" ("20" -> "chr20") or "strip"
     # ("chr20" -> "20"); `rename` maps single names first ({"MT": "chrM"}).
     chr_prefix: Literal["exact", "add", "strip"] = "exact"
