@@ -157,6 +157,6 @@ def test_a_lost_chunk_is_rescored_bit_for_bit_and_other_configs_are_refused(resu
     assert again.chunks_scored == 1 and again.chunks_total == 3
     assert table(again) == before
     assert again.run_id == result.run_id  # the same MLflow run, reopened
-    with pytest.raises(InputError, match="holds results of a different model, input or config"):
+    with pytest.raises(InputError, match="holds results of a different model or config"):
         run_vep(job(registry, result.output, window={"flank": 20}))
     assert table(again) == before
