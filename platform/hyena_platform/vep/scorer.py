@@ -93,7 +93,7 @@ def prepare(row: VariantRow, fetch: Fetch, length: int, flank: int, max_allele: 
 
 
 def score_windows(model: torch.nn.Module, windows: Sequence[Window], *, batch_size: int,
-                  device: torch.device | str = "cpu", autocast: torch.dtype | None = None
+                  device: torch.device | str = "cpu", precision: str = "fp32"
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """score_fwd, score_rc, score (float64) of each window: its 4 sequences (both alleles, both
     strands) in batches of `batch_size` sequences, log P summed over the scored positions."""
@@ -105,7 +105,7 @@ def score_windows(model: torch.nn.Module, windows: Sequence[Window], *, batch_si
             idx = order[b0: b0 + batch_size]
             inputs, labels, mask = pad_rows([rows[i] for i in idx])
             out = score_batch(model, torch.from_numpy(inputs).to(device), torch.from_numpy(labels).to(device),
-                              autocast=autocast)
+                              precision=precision)
             logp = out["log_prob"].double() * torch.from_numpy(mask).to(device)
             sums[idx] = logp.sum(-1).cpu().numpy()
     return combine(sums)
@@ -121,7 +121,7 @@ class VariantScorer:
         self.model = load_payload(payload, device)
         self.flank, self.max_allele, self.batch_size = flank, max_allele, batch_size
         self.device = torch.device(device)
-        self.autocast = torch.bfloat16 if precision == "bf16" else None
+        self.precision = precision
 
     def score_records(self, records: Sequence[dict[str, Any]], fetch: Fetch,
                       lengths: dict[str, int]) -> tuple[list[VariantRow], float]:
@@ -133,7 +133,7 @@ class VariantScorer:
         t0 = time.perf_counter()
         if todo:
             fwd, rc, mean = score_windows(self.model, [r.window for r in todo], batch_size=self.batch_size,
-                                          device=self.device, autocast=self.autocast)
+                                          device=self.device, precision=self.precision)
             for r, f, b, m in zip(todo, fwd, rc, mean):
                 r.score_fwd, r.score_rc, r.score = float(f), float(b), float(m)
         return rows, time.perf_counter() - t0
