@@ -160,3 +160,16 @@ def test_plain_gzip_vcf_gets_the_bgzip_command(model_dir, tmp_path):
 
 def test_input_error_types(model_dir, tmp_path):
     assert isinstance(plan_error(model_dir, tmp_path, tmp_path / "nope.vcf"), InputError)
+
+
+def test_output_directory_of_someone_else_is_never_touched(model_dir, tmp_path):
+    """A directory holding a user's file is refused before any work, --overwrite included."""
+    from hyena_platform.vep import run_vep
+
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    for overwrite in (False, True):
+        with pytest.raises(HyenaPlatformError, match="not written by `hyena vep`|not empty"):
+            run_vep(job_from_mapping(mapping(model_dir, out)), overwrite=overwrite)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"] and (out / "notes.txt").read_text() == "keep me"

@@ -19,14 +19,13 @@ VCF: every input record in input order, header and fields unchanged, plus INFO `
 bgzip-compressed with pysam (htslib) and tabix-indexed when the input is sorted.
 
 Files appear only complete (temporary name, then rename); a rerun keeps the parts whose file
-holds the expected number of rows and rewrites the VCF.
+holds the expected number of rows and rewrites the VCF. The directory is owned and locked through
+hyena_platform.outputs: --overwrite and --fresh delete only the files listed in `OWNED`.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
@@ -40,6 +39,8 @@ FORMAT = "hyena-vep"
 PARTS_DIR = "variants"
 VCF_NAME = "variants.vcf.gz"
 SCORE_COLUMNS = ("score_fwd", "score_rc", "score")
+OWNED = (MANIFEST_NAME, f"{PARTS_DIR}/part-*.parquet", f"{PARTS_DIR}/.part-*.parquet.tmp-*", VCF_NAME,
+         f"{VCF_NAME}.tbi")  # temporary files (*.hyena-tmp-*) are always owned
 INFO_DEFS = [  # (ID, Number, Type, Description)
     ("HYENA_VEP", "A", "Float", "HyenaDNA zero-shot variant effect: log P(alt haplotype) - log P(ref "
      "haplotype), mean of both strands (natural log)"),
@@ -118,12 +119,18 @@ def finished_parts(root: str | Path, chunks: Iterable[VariantChunk]) -> set[int]
     return done
 
 
+def vep_output(root: str | Path):
+    """The output directory as an OutputDir (hyena_platform.outputs): ours when it holds our
+    marker; it owns exactly the files a variant effect job writes."""
+    from hyena_platform.outputs import OutputDir
+
+    return OutputDir(str(root), kind=FORMAT, owned=OWNED)
+
+
 def clear_output(root: str | Path) -> None:
-    """Remove what a variant effect job writes; other files stay."""
-    root = Path(root)
-    shutil.rmtree(root / PARTS_DIR, ignore_errors=True)
-    for name in (MANIFEST_NAME, VCF_NAME, VCF_NAME + ".tbi"):
-        (root / name).unlink(missing_ok=True)
+    """Remove what a variant effect job writes (manifest first); refused, deleting nothing, if
+    the directory holds any other file (OutputError naming it)."""
+    vep_output(root).clear(first=[MANIFEST_NAME], what="--overwrite/--fresh")
 
 
 def read_results(root: str | Path):
@@ -142,10 +149,11 @@ def write_vcf(plan: VepPlan, root: Path) -> tuple[Path, Path | None]:
     """The input VCF with the scores as INFO fields: temporary names, bgzip, tabix, rename."""
     import pysam
 
+    from hyena_platform.outputs import temp_name
     from hyena_platform.vep.vcf import open_vcf
 
     final = root / VCF_NAME
-    tmp = root / f".tmp-{uuid.uuid4().hex[:8]}.{VCF_NAME}"
+    tmp = Path(temp_name(final))  # .variants.vcf.gz.hyena-tmp-XXXXXXXX (+ .tbi), owned by the job
     index = None
     try:
         with open_vcf(plan.vcf) as vin:

@@ -25,7 +25,7 @@ from hyena_platform.score.output import check_output, fingerprint, now, write_ma
 from hyena_platform.score.plan import ResolvedModel
 from hyena_platform.vep.config import VepJob
 from hyena_platform.vep.output import (
-    FORMAT, PARTS_DIR, VCF_NAME, clear_output, finished_parts, read_results, write_vcf,
+    FORMAT, PARTS_DIR, VCF_NAME, clear_output, finished_parts, read_results, vep_output, write_vcf,
 )
 from hyena_platform.vep.plan import FORMAT_VERSION, VariantChunk, VepPlan, plan_job
 
@@ -60,11 +60,20 @@ def run_vep(job: VepJob, *, source: str = "<job>", overwrite: bool = False, fres
     t_start = time.perf_counter()
     plan = plan_job(job, source=source, model=model)
     root = Path(job.output.path).expanduser().resolve()
-    previous = check_output(root, plan.identity, overwrite=overwrite or job.output.overwrite,
-                            model_uri=plan.model.resolved_uri, fmt=FORMAT, clear=clear_output)
-    if fresh and previous is not None:
-        clear_output(root)
-        previous = None
+    out = vep_output(root)
+    with out.lock(job=f"hyena vep {source}"):  # two jobs never write one directory
+        previous = check_output(root, plan.identity, overwrite=overwrite or job.output.overwrite,
+                                model_uri=plan.model.resolved_uri, fmt=FORMAT, output=out, command="hyena vep")
+        if fresh and previous is not None:
+            clear_output(root)
+            previous = None
+        out.claim(job="hyena vep")
+        return _run_locked(plan, root, previous, emit, ray_logs, ray_progress, t_start)
+
+
+def _run_locked(plan: VepPlan, root: Path, previous: dict[str, Any] | None, emit: Progress, ray_logs: bool,
+                ray_progress: bool | None, t_start: float) -> VepResult:
+    job = plan.job
     run = _tracking_start(plan, root) if job.tracking.log_run else None
     manifest = _manifest(plan, root, previous, run)
     attempt = {"started": now(), "status": "running"}
