@@ -168,7 +168,15 @@ def test_a_fine_tuned_head_registers_with_class_probabilities_as_its_default(reg
     head = HyenaDNAForSequencePrediction(HyenaConfig(d_model=16, n_layer=1, l_max=130), HeadConfig(
         num_labels=2, label_names=("V. cholerae", "E. coli"))).eval()
     cfg = TrackingConfig(uri=registry.cfg.uri, register_as="head-test")
-    tracking.register_model_dir(cfg, registry.run_id, head.save_pretrained(tmp_path / "head"), artifact_path="head")
+    tags = {"data_hash": "sha256:ab12", "val_accuracy": "0.91", "baseline_test_accuracy": "0.74",
+            "base_model_name": NAME, "base_model_version": str(registry.version)}
+    tracking.register_model_dir(cfg, registry.run_id, head.save_pretrained(tmp_path / "head"), artifact_path="head",
+                                tags=tags, description="species classifier")
+    readme = (tracking.download_version("models:/head-test@candidate", tmp_path / "dl", tracking_uri=cfg.uri)
+              / "README.md").read_text()  # a card from the model and the tags when the caller gives none
+    for fact in ("# species classifier", "single_label_classification", "sha256:ab12", "| 0.91 | 0.74 |",
+                 f"base_model_name: {NAME}", "head.label_names", f"{head.num_parameters():,}"):
+        assert fact in readme, fact
     loaded = mlflow.pyfunc.load_model("models:/head-test@candidate")
     assert json.loads(loaded.metadata.to_dict()["signature"]["params"])[0]["default"] == "class_probabilities"
     out = loaded.predict(pd.DataFrame({"sequence": sequences}))

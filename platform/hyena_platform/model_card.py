@@ -47,7 +47,7 @@ class ModelCard:
         arch = "\n".join(f"| {k} | {_fmt(v)} |" for k, v in self.architecture.items())
         parts = [
             f"# {self.title}", "",
-            f"Task: {self.task}. Parameters: {_fmt_int(self.parameters)} (unique; the tied LM head counts once).", "",
+            f"Task: {self.task}. Parameters: {_fmt_int(self.parameters)} (unique: a tied LM head counts once).", "",
             "## Architecture", "", "HyenaDNA (Nguyen et al. 2023): pre-norm blocks of a Hyena operator and an MLP "
             "over single-nucleotide tokens.", "", "| field | value |", "|---|---|", arch, "",
             "## Training data", "", f"Content hash: `{self.data_hash}`", "",
@@ -67,8 +67,9 @@ class ModelCard:
                   f'"{outputs[0] if outputs else "log_likelihood"}"}})', "```", "",
                   "Outputs (params `output`): " + (", ".join(f"`{o}`" for o in outputs) or "-")
                   + "; `pooling` (`mean`, `last`) for embeddings; `batch_size`.",
-                  "The weights are `data/` in hyena-platform's safetensors format (`hyena.from_pretrained` "
-                  "reads that directory); `code/hyena` is the model library that wrote it.", ""]
+                  "The weights are `data/checkpoint/` in hyena-platform's safetensors format "
+                  "(`hyena.pyfunc.load_checkpoint` reads that directory); `code/hyena` is the model library "
+                  "that wrote it.", ""]
         return "\n".join(parts)
 
 
@@ -91,3 +92,31 @@ def _fmt(value: Any) -> str:
 
 def _fmt_int(value: int) -> str:
     return f"{value:,}"
+
+
+def card_from_tags(model: Any, tags: Mapping[str, Any], description: str | None) -> ModelCard:
+    """The card of a version registered without one: architecture and size from the model, the
+    rest from the version's tags (data_hash; val_*/test_*/baseline_* metrics; base_model_* and
+    run_id lineage), so that every registered version carries a README.md."""
+    head = getattr(model, "head_config", None)
+    architecture = dict(model.config.to_dict())
+    if head is not None:
+        architecture.update({f"head.{k}": v for k, v in head.to_dict().items()})
+    task = (f"{getattr(model, 'task', '') or 'task'} prediction head, {head.problem_type}" if head is not None
+            else "causal language model (next-base prediction)")
+    tags = {k: str(v) for k, v in tags.items()}
+    metrics = {k: _number(v) for k, v in tags.items() if k.startswith(("val_", "test_", "baseline_"))}
+    lineage = {k: v for k, v in tags.items() if k.startswith("base_model") or k == "run_id"}
+    return ModelCard(
+        title=(description or "HyenaDNA model").splitlines()[0], task=task, architecture=architecture,
+        parameters=sum(p.numel() for p in model.parameters()), data_hash=tags.get("data_hash", "not recorded"),
+        metrics=[{"split": "held-out", **metrics}] if metrics else (), lineage=lineage,
+        data={k: v for k, v in tags.items() if k in ("task_type", "problem_type", "label_names", "metric")},
+    )
+
+
+def _number(text: str) -> Any:
+    try:
+        return float(text)
+    except ValueError:
+        return text

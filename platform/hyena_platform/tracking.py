@@ -273,10 +273,11 @@ def register_model_dir(
     c = client(cfg.uri)
     with tempfile.TemporaryDirectory(prefix="hyena-mlmodel-") as tmp:
         local = Path(tmp) / artifact_path
-        outputs = save_mlflow_model(model_dir, local, card=card, model_uri=f"models:/{cfg.register_as}@{cfg.alias}")
+        outputs, card = save_mlflow_model(model_dir, local, card=card, tags=dict(tags), description=description,
+                                          model_uri=f"models:/{cfg.register_as}@{cfg.alias}")
         c.log_artifacts(run_id, str(local), artifact_path)
     source = c.get_run(run_id).info.artifact_uri.rstrip("/") + "/" + artifact_path
-    summary = card.summary(outputs) if card is not None else ""
+    summary = card.summary(outputs)
     _ensure_registered_model(c, cfg.register_as)
     version = c.create_model_version(
         cfg.register_as, source=source, run_id=run_id,
@@ -288,9 +289,11 @@ def register_model_dir(
 
 
 def save_mlflow_model(checkpoint: str | Path, dst: str | Path, *, card: "ModelCard | None" = None,
-                      model_uri: str = "models:/NAME@ALIAS") -> tuple[str, ...]:
-    """Write the MLflow Model of a checkpoint directory to `dst` (which must not exist).
-    Returns the pyfunc outputs the model answers, the default first."""
+                      model_uri: str = "models:/NAME@ALIAS", tags: Mapping[str, Any] = (),
+                      description: str | None = None) -> tuple[str, "ModelCard"]:
+    """Write the MLflow Model of a checkpoint directory to `dst` (which must not exist). Without a
+    `card`, one is built from the model, `tags` and `description`. Returns the pyfunc outputs the
+    model answers (the default first) and the card."""
     import mlflow.pyfunc
     import pandas as pd
 
@@ -298,8 +301,12 @@ def save_mlflow_model(checkpoint: str | Path, dst: str | Path, *, card: "ModelCa
 
     checkpoint, dst = Path(checkpoint), Path(dst)
     served = hyena.pyfunc.HyenaPyfunc(_load_checkpoint(checkpoint), source=str(checkpoint))
+    if card is None:
+        from hyena_platform.model_card import card_from_tags
+
+        card = card_from_tags(served.model, tags, description)
     l_max = served.model.config.l_max
-    example = pd.DataFrame({"sequence": [((card.example_sequence if card else "") or EXAMPLE_SEQUENCE)[:l_max]]})
+    example = pd.DataFrame({"sequence": [(card.example_sequence or EXAMPLE_SEQUENCE)[:l_max]]})
     served.predict(example)  # a model that cannot answer its own input example is not registered
     with tempfile.TemporaryDirectory(prefix="hyena-stage-") as stage:
         data = Path(stage) / CHECKPOINT_DIR  # MLflow copies data_path to data/<its name>
@@ -311,9 +318,8 @@ def save_mlflow_model(checkpoint: str | Path, dst: str | Path, *, card: "ModelCa
                 signature=_signature(served.default_params), input_example=example,
                 pip_requirements=_requirements(), metadata=_metadata(served, card),
             )
-    if card is not None:
-        (dst / "README.md").write_text(card.readme(served.outputs, model_uri=model_uri))
-    return served.outputs
+    (dst / "README.md").write_text(card.readme(served.outputs, model_uri=model_uri))
+    return served.outputs, card
 
 
 @contextlib.contextmanager
@@ -365,9 +371,8 @@ def _metadata(served, card) -> dict[str, Any]:
     meta = {"hyena_format": "hyena-platform checkpoint in data/" + CHECKPOINT_DIR, "outputs": list(served.outputs),
             "l_max": cfg.l_max, "d_model": cfg.d_model, "n_layer": cfg.n_layer,
             "parameters": sum(p.numel() for p in served.model.parameters())}
-    if card is not None:
-        meta.update({"title": card.title, "task": card.task, "data_hash": card.data_hash,
-                     "lineage": {k: str(v) for k, v in card.lineage.items()}})
+    meta.update({"title": card.title, "task": card.task, "data_hash": card.data_hash,
+                 "lineage": {k: str(v) for k, v in card.lineage.items()}})
     return meta
 
 
