@@ -144,3 +144,36 @@ def test_plain_gzip_advice_never_overwrites_the_input(tmp_path):
         resolve_targets(DataConfig(fasta=[str(gz)]), TargetSection())
     text = one_line(err)
     assert "bgzip" in text and f"> {gz}" not in text and f">{gz}" not in text
+
+
+def test_bad_tracking_uri_scheme_and_ray_addresses_are_one_line(tmp_path, capsys):
+    from hyena_platform.cli import main
+
+    cases = [
+        (["pretrain", str(REPO / "jobs" / "pretrain_local.yaml"), "--set", "tracking.uri=foo://bar"],
+         "tracking.uri='foo://bar': unsupported scheme 'foo'"),
+        (["score", str(REPO / "jobs" / "score_local.yaml"), "--set", "tracking.uri=foo://bar"],
+         "tracking.uri='foo://bar': unsupported scheme 'foo'"),
+        (["pretrain", str(REPO / "jobs" / "pretrain_local.yaml"), "--set", "scaling.address=ftp://x:1"],
+         "scaling.address='ftp://x:1' is not a Ray address"),
+        (["shard", str(REPO / "jobs" / "shard.yaml"), "--set", "address=ftp://x:1", "--set", f"output={tmp_path}/o"],
+         "address='ftp://x:1' is not a Ray address"),
+        (["score", str(REPO / "jobs" / "score_local.yaml"), "--set", "address=head node:6379"],
+         "is not a Ray address"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert message in err and "\n" not in err, err
+    job = tmp_path / "pretrain_local.yaml"  # submit wants the job under its working_dir (the cwd)
+    shutil.copy(REPO / "jobs" / "pretrain_local.yaml", job)
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        for address in ("ftp://x:1", "http://[bad"):
+            assert main(["submit", str(job), "--address", address, "--no-wait"]) != 0
+            err = capsys.readouterr().err.strip()
+            assert f"--address {address}: not a Ray job server address" in err and "\n" not in err
+    finally:
+        os.chdir(cwd)
+    assert not (tmp_path / "o").exists()

@@ -24,14 +24,13 @@ def init_ray(address: str | None, ray_logs: bool = False, ray_progress: bool | N
     import ray
     import ray.data
 
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    # Ray Data logs a failing task's whole stack before the driver re-raises it; a user error (a
+    # bad FASTA character) is reported by the CLI as one line instead, any other error with its own.
+    logging.getLogger("ray.data").setLevel(logging.CRITICAL)
     if not ray.is_initialized():
-        address = address or os.environ.get("RAY_ADDRESS")
-        kwargs = dict(logging_level="WARNING", log_to_driver=ray_logs)
-        if address:
-            ray.init(address=address, **kwargs)
-        else:
-            ray.init(address="local", include_dashboard=False, **kwargs)
+        from hyena_platform import local_ray  # a local Ray listens on 127.0.0.1 only
+
+        local_ray.init(address or os.environ.get("RAY_ADDRESS"), logging_level="WARNING", log_to_driver=ray_logs)
     if ray_progress is not None:
         from ray.util.debug import log_once
 
@@ -82,6 +81,9 @@ def run_pool(items: list[dict[str, Any]], *, compute: Any, replica: type, replic
     ds = ds.map_batches(writer, batch_size=1, batch_format="pyarrow",
                         compute=ray.data.ActorPoolStrategy(size=compute.writers), num_cpus=compute.cpus_per_writer,
                         fn_constructor_kwargs=writer_kwargs)
+    # A user error raised in an actor (a bad FASTA character) reaches the driver as itself
+    # (RayTaskError(InputError), .cause), not as a UserCodeException that lost its cause.
+    ds.context.raise_original_map_exception = True
     try:
         yield from ds.iter_rows()
     except Exception as err:  # noqa: BLE001 - a user error raised in a task comes back as itself
@@ -102,9 +104,12 @@ def find_user_error(err: BaseException) -> HyenaPlatformError | None:
         if e is None or id(e) in seen:
             continue
         seen.add(id(e))
-        if isinstance(e, HyenaPlatformError):
+        cause = getattr(e, "cause", None)  # RayTaskError keeps the original exception here
+        if isinstance(cause, HyenaPlatformError):
+            return cause
+        # Ray's RayTaskError(InputError) is an InputError too, but its message is a traceback
+        if isinstance(e, HyenaPlatformError) and type(e).__module__.startswith("hyena_platform"):
             return e
-        cause = getattr(e, "cause", None)
         todo.extend([cause if isinstance(cause, BaseException) else None, e.__cause__, e.__context__])
     return None
 

@@ -342,6 +342,17 @@ def enable_token_auth_if_available() -> bool:
 def connect(address: str | None):
     """A JobSubmissionClient for `address` (see resolve_address); SubmitError if unreachable."""
     url = resolve_address(address)
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    from urllib.parse import urlsplit
+
+    try:
+        urlsplit(url).port  # a malformed host or port raises here, not deep inside requests
+        valid = scheme in ("", "http", "https", "ray")
+    except ValueError:
+        valid = False
+    if not valid:
+        raise SubmitError(f"--address {url}: not a Ray job server address; give "
+                          "http://HOST:8265 (the head's dashboard port), https://..., or set RAY_API_SERVER_ADDRESS")
     enable_token_auth_if_available()
     # The client prefers RAY_API_SERVER_ADDRESS / RAY_ADDRESS over its argument; the resolved
     # address already accounts for them, and an explicit --address must win.

@@ -54,6 +54,7 @@ class TrackingConfig:
     def validate(self) -> None:
         if not self.uri:
             raise ValueError("tracking.uri must not be empty (default: sqlite:///mlflow.db)")
+        check_uri_scheme(self.uri)
         for key in ("experiment", "register_as", "alias"):
             if not getattr(self, key):
                 raise ValueError(f"tracking.{key} must not be empty")
@@ -71,6 +72,19 @@ class TrackingConfig:
         uri = resolve_uri(self.uri, base)
         artifacts = self.artifact_location or default_artifact_location(uri)
         return TrackingConfig(uri, self.experiment, artifacts, self.register_as, self.alias)
+
+
+# The store schemes MLflow's tracking and registry clients accept (anything else is a traceback).
+URI_SCHEMES = ("sqlite", "http", "https", "file", "postgresql", "mysql", "mssql", "databricks", "databricks-uc", "uc")
+
+
+def check_uri_scheme(uri: str, key: str = "tracking.uri") -> None:
+    """ValueError (one line, the valid forms) for a tracking URI MLflow cannot use."""
+    scheme = uri.split("://", 1)[0].split("+", 1)[0].lower() if "://" in uri else ""
+    if scheme and scheme not in URI_SCHEMES:
+        raise ValueError(f"{key}={uri!r}: unsupported scheme {scheme!r}; use sqlite:///path.db, "
+                         "http(s)://server:port (an MLflow server), a directory, or one of "
+                         + ", ".join(f"{s}://" for s in URI_SCHEMES[3:]))
 
 
 def resolve_uri(uri: str, base: str | Path | None = None) -> str:

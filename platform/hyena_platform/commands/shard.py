@@ -41,7 +41,9 @@ def run(args: argparse.Namespace) -> int:
 
 def shard(job: ShardJob, *, overwrite: bool = False) -> int:
     from hyena_platform.data.pipeline import check_output, genome_layout, write_shards
+    from hyena_platform.local_ray import check_address
 
+    check_address(job.address)
     layout = genome_layout(job.data)  # every input check before Ray starts
     check_output(job.output, overwrite=overwrite)
     bases = layout.split_bases()
@@ -71,9 +73,7 @@ def _init_ray(address: str | None) -> None:
     logging.getLogger("ray.data").setLevel(logging.CRITICAL)
     if ray.is_initialized():
         return
-    address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, logging_level="WARNING", log_to_driver=False)
-    else:
-        ray.init(address="local", include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    from hyena_platform import local_ray
+
+    local_ray.init(address or os.environ.get("RAY_ADDRESS"), logging_level="WARNING", log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False

@@ -147,6 +147,11 @@ class TrackingSection:
     experiment: str = "hyena-score"  # MLflow experiment of the scoring runs
     log_run: bool = True  # false: no MLflow run (models:/ URIs still resolve against uri)
 
+    def validate(self) -> None:
+        from hyena_platform.tracking import check_uri_scheme
+
+        check_uri_scheme(self.uri)
+
     def config(self) -> TrackingConfig:
         return TrackingConfig(uri=self.uri, experiment=self.experiment).resolved()
 
@@ -187,6 +192,9 @@ class ScoreJob:
     submission: SubmissionSection = field(default_factory=SubmissionSection)
 
     def validate(self) -> None:
+        from hyena_platform.local_ray import check_address
+
+        check_address(self.address)
         if self.data.bed is not None:
             raise ValueError("data.bed holds training splits; give the regions to score in "
                              "target.bed (chrom, start, end) instead")

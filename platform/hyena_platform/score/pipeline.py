@@ -61,9 +61,10 @@ class ScoreResult:
         for c in self.chromosomes:
             mll = c.get("mean_log_likelihood")
             ppl = c.get("perplexity")
+            # None: nothing scored (an all-N region, as every genome has): shown as "-"
             lines.append(f"{c['name']:14s} {c['bases']:>12,d} {c['scored_bases']:>12,d} "
-                         f"{mll if mll is None else format(mll, '.4f'):>11} "
-                         f"{ppl if ppl is None else format(ppl, '.4f'):>10}")
+                         f"{'-' if mll is None else format(mll, '.4f'):>11} "
+                         f"{'-' if ppl is None else format(ppl, '.4f'):>10}")
         return "\n".join(lines)
 
 

@@ -163,6 +163,9 @@ class ScalingSection:
     address: str | None = None  # Ray cluster address; null = RAY_ADDRESS or a local Ray
 
     def validate(self) -> None:
+        from hyena_platform.local_ray import check_address
+
+        check_address(self.address, key="scaling.address")
         if self.num_workers < 1:
             raise ValueError(f"scaling.num_workers must be >= 1, got {self.num_workers}")
         if self.cpus_per_worker <= 0:

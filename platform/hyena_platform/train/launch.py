@@ -101,11 +101,10 @@ def ensure_ray(job: PretrainJob, *, log_to_driver: bool = True) -> None:
 
     if ray.is_initialized():
         return
-    address = job.scaling.address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, logging_level="WARNING", log_to_driver=log_to_driver)
-    else:
-        ray.init(address="local", include_dashboard=False, logging_level="WARNING", log_to_driver=log_to_driver)
+    from hyena_platform import local_ray
+
+    local_ray.init(job.scaling.address or os.environ.get("RAY_ADDRESS"), logging_level="WARNING",
+                   log_to_driver=log_to_driver)
 
 
 def _resume_differences(job_params: dict[str, str], logged: dict[str, str]) -> list[str]:

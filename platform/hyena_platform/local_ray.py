@@ -1,0 +1,58 @@
+"""A local Ray that listens on 127.0.0.1 only (issue 11: never listen on the network by default).
+
+On Linux, Ray gives a local node its network address (resolving even an explicit
+``_node_ip_address="127.0.0.1"`` to it), so its head, node manager, workers, dashboard agent
+and runtime-env agent listen on every interface. Ray binds everything to loopback when it takes
+the node's address to be 127.0.0.1, which it does where clusters are not supported (its
+``ENABLE_RAY_CLUSTER`` switch, off on macOS and Windows). A local start here turns that switch
+off in this process for the duration of ``ray.init`` only (no environment variable is set, no
+child process inherits anything) and asks for 127.0.0.1 explicitly; Ray's processes then all
+listen on 127.0.0.1 (tests/test_network.py lists their sockets). There is no dashboard.
+
+Connecting to a cluster (an address, or $RAY_ADDRESS) changes nothing: Ray's defaults plus its
+token authentication (cluster/*.yaml, README "Cluster workflow").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from typing import Any, Iterator
+
+from hyena_platform.errors import ConfigError
+
+LOOPBACK = "127.0.0.1"
+# ray.init's address forms: "auto", "local", "host:port" (GCS), "ray://host:port" (Ray Client).
+_ADDRESS = re.compile(r"^(auto|local|ray://[^\s/:]+(:\d+)?|[A-Za-z0-9.\-\[\]:]+:\d+)$")
+
+
+def check_address(address: str | None, *, key: str = "address") -> None:
+    """One-line ConfigError for a Ray address ray.init would reject with a traceback."""
+    if address is None or _ADDRESS.match(address.strip()):
+        return
+    raise ConfigError(f"{key}={address!r} is not a Ray address; use host:port (the head's GCS, e.g. "
+                      "10.0.0.5:6379), ray://host:10001, auto, or leave it unset for a local Ray")
+
+
+@contextlib.contextmanager
+def _loopback_node() -> Iterator[None]:
+    from ray._private import ray_constants
+
+    before = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False  # Ray then takes this node's address to be 127.0.0.1
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = before
+
+
+def init(address: str | None, **options: Any) -> None:
+    """ray.init: connect to `address` when given, else start a local Ray bound to 127.0.0.1."""
+    import ray
+
+    if address:
+        check_address(address)
+        ray.init(address=address, **options)
+        return
+    with _loopback_node():
+        ray.init(address="local", include_dashboard=False, _node_ip_address=LOOPBACK, **options)

@@ -1,0 +1,64 @@
+"""Scoring inputs that used to crash (issue 11): an all-N region (gap-only contigs exist in every
+real genome) and a non-DNA character (one line, not a Ray traceback). Real local Ray."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import hyena
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "tiny"
+    hyena.HyenaDNAForCausalLM(hyena.HyenaConfig(d_model=16, n_layer=2, l_max=258)).save_pretrained(path)
+    return path
+
+
+def job(tmp_path: Path, model_dir: Path, fasta: Path, regions: list[str]) -> Path:
+    path = tmp_path / "score.yaml"
+    path.write_text(yaml.safe_dump({
+        "model": {"uri": str(model_dir)}, "data": {"fasta": [str(fasta)]}, "target": {"regions": regions},
+        "window": {"size": 256, "stride": 128},
+        "compute": {"replicas": 1, "cpus_per_replica": 0.5, "writers": 1, "cpus_per_writer": 0.25},
+        "output": {"path": str(tmp_path / "out"), "chunk_size": 4096, "track": "log_prob", "bin_size": 1000},
+        "tracking": {"log_run": False},
+    }))
+    return path
+
+
+def genome(tmp_path: Path, **records: str) -> Path:
+    fasta = tmp_path / "g.fa"
+    fasta.write_text("".join(f">{k}\n{v}\n" for k, v in records.items()))
+    return fasta
+
+
+def test_an_all_n_region_is_scored_and_summarised(ray_cluster, model_dir, tmp_path, capsys):
+    from hyena_platform.cli import main
+
+    rng = np.random.default_rng(0)
+    fasta = genome(tmp_path, chrA="".join(rng.choice(list("ACGT"), 5000)), gap="N" * 3000)
+    assert main(["score", str(job(tmp_path, model_dir, fasta, ["chrA", "gap"]))]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("gap "))
+    assert row.split() == ["gap", "3,000", "0", "-", "-"]
+
+
+def test_a_non_dna_character_is_one_line_naming_file_record_and_position(ray_cluster, model_dir, tmp_path, capfd):
+    from hyena_platform.cli import main
+
+    seq = list("ACGT" * 1500)
+    seq[4321] = "J"
+    fasta = genome(tmp_path, chrA="".join(seq))
+    assert main(["score", str(job(tmp_path, model_dir, fasta, ["chrA"]))]) == 2
+    err = capfd.readouterr().err.strip()
+    assert err.splitlines()[-1].startswith(f"hyena score: error: {fasta}, record 'chrA': character 'J' at position 4321")
+    assert "Traceback" not in err and "ray::" not in err and "To change retry" not in err, err
