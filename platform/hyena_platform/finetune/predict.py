@@ -318,9 +318,10 @@ def run_predict(job: PredictJob, *, source: str = "<job>", overwrite: bool = Fal
              for i in range(0, len(ids), size)]
     pending = [p for p in parts if p["part"] not in done]
     if pending:
-        if not ray.is_initialized():  # a cluster from RAY_ADDRESS, else a local Ray
-            ray.init(address=os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False,
-                     logging_level="WARNING", log_to_driver=ray_logs)
+        if not ray.is_initialized():  # a cluster from RAY_ADDRESS, else a local Ray on 127.0.0.1
+            from hyena_platform import local_ray
+
+            local_ray.init(os.environ.get("RAY_ADDRESS"), logging_level="WARNING", log_to_driver=ray_logs)
         c = job.compute
         ds = ray.data.from_items(pending, override_num_blocks=len(pending)).map_batches(
             PredictReplica, batch_size=1, concurrency=c.replicas, num_cpus=c.cpus_per_replica,
