@@ -116,6 +116,7 @@ _REACHABLE: set[str] = set()  # tracking servers that answered once in this proc
 
 def check_server(uri: str, timeout_s: float = 5.0) -> None:
     """One GET of the server's /health; InputError naming `uri` if nothing answers or it fails (5xx)."""
+    import ssl
     import urllib.error
     import urllib.request
 
@@ -126,6 +127,8 @@ def check_server(uri: str, timeout_s: float = 5.0) -> None:
         status = err.code  # 401/403/404 still mean a server answered (one behind auth, say)
     except (urllib.error.URLError, OSError) as err:
         reason = getattr(err, "reason", err)
+        if isinstance(reason, ssl.SSLError) or isinstance(err, ssl.SSLError):
+            return  # TLS set up for MLflow's client (a private CA, MLFLOW_TRACKING_INSECURE_TLS): let it judge
         raise InputError(f"MLflow tracking server {uri} is not reachable ({reason}); start it, or point "
                          "tracking.uri / MLFLOW_TRACKING_URI at a running server or a sqlite:/// file") from None
     if status >= 500:  # what MLflow's client would retry with backoff
