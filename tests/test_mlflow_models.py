@@ -274,6 +274,7 @@ def test_legacy_versions_still_load_and_upgrade_to_mlflow_models(registry, seque
 
     assert cli_main(["upgrade-model", "models:/legacy-test@candidate", "--tracking-uri", registry.cfg.uri]) == 0
     info = tracking.model_version("models:/legacy-test@candidate", tracking_uri=registry.cfg.uri)
+    assert "MLflow Model" in tracking.client(registry.cfg.uri).get_registered_model("legacy-test").description
     assert info.version == legacy + 1 and info.tags == {"steps": "10", "hyena.upgraded_from": str(legacy)}
     out = mlflow.pyfunc.load_model("models:/legacy-test@candidate").predict(pd.DataFrame({"sequence": sequences}))
     assert_log_likelihoods(out.to_dict("records"), model, sequences)

@@ -393,17 +393,25 @@ def _metadata(served, card) -> dict[str, Any]:
     return meta
 
 
+_OLD_MODEL_DESCRIPTION = "HyenaDNA causal language models (hyena-platform)"  # before MLflow Models
+
+
 def _ensure_registered_model(c: "MlflowClient", name: str) -> None:
+    """Create the registered model with its description; a model created before MLflow Models
+    (empty or the old one-line description) gets the new one."""
     from mlflow.exceptions import MlflowException
 
+    description = (
+        "HyenaDNA models registered by hyena-platform. Each version is an MLflow Model (python_function "
+        "flavor over a safetensors checkpoint) with a README.md model card; load it with "
+        f"`mlflow.pyfunc.load_model(\"models:/{name}@ALIAS\")` or serve it with `mlflow models serve`.")
     try:
-        c.create_registered_model(name, description=(
-            "HyenaDNA models registered by hyena-platform. Each version is an MLflow Model (python_function "
-            "flavor over a safetensors checkpoint) with a README.md model card; load it with "
-            f"`mlflow.pyfunc.load_model(\"models:/{name}@ALIAS\")` or serve it with `mlflow models serve`."))
+        c.create_registered_model(name, description=description)
     except MlflowException as err:
         if "RESOURCE_ALREADY_EXISTS" not in str(err.error_code):
             raise
+        if (c.get_registered_model(name).description or _OLD_MODEL_DESCRIPTION) == _OLD_MODEL_DESCRIPTION:
+            c.update_registered_model(name, description=description)
 
 
 @dataclass(frozen=True)
