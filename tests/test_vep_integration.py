@@ -52,6 +52,10 @@ def registry(tmp_path_factory):
 def job(registry, out: Path, **sections):
     from hyena_platform.vep import job_from_mapping
 
+    return job_from_mapping(job_dict(registry, out, **sections))
+
+
+def job_dict(registry, out: Path, **sections) -> dict:
     base = {
         "model": {"uri": f"models:/{MODEL_NAME}@candidate"},
         "vcf": {"path": str(VCF), "info_fields": ["STRAINS"]},
@@ -62,7 +66,7 @@ def job(registry, out: Path, **sections):
     }
     for key, value in sections.items():
         base[key] = {**base.get(key, {}), **value}
-    return job_from_mapping(base)
+    return base
 
 
 @pytest.fixture(scope="module")
@@ -160,3 +164,16 @@ def test_a_lost_chunk_is_rescored_bit_for_bit_and_other_configs_are_refused(resu
     with pytest.raises(InputError, match="holds results of a different model or config"):
         run_vep(job(registry, result.output, window={"flank": 20}))
     assert table(again) == before
+
+
+def test_cli_on_a_finished_job_resumes_and_rewrites_the_vcf(result, registry, tmp_path, capsys):
+    import yaml
+
+    from hyena_platform.cli import main
+
+    path = tmp_path / "vep.yaml"
+    path.write_text(yaml.safe_dump(job_dict(registry, result.output)))
+    assert main(["vep", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "82 records, 84 ALT alleles: 79 scored, skipped: breakend 1, missing_alt 1, ref_mismatch 1" in out
+    assert "every chunk was already scored" in out and "variants.vcf.gz  (+ variants.vcf.gz.tbi)" in out

@@ -177,6 +177,7 @@ def _execute(plan: VepPlan, pending: list[VariantChunk], root: Path, emit: Progr
             sums[k] += row[k]
         sums["replica_max_rss_mb"] = max(sums["replica_max_rss_mb"], row["max_rss_mb"])
         elapsed = time.perf_counter() - t0
+        sums.setdefault("first_chunk_s", elapsed)  # start-up: Ray Data, actors, first chunk
         rate = done_rows / elapsed if elapsed > 0 else float("nan")
         emit({"event": "chunk", "done": done, "total": len(pending), "rows": done_rows, "variants_per_s": rate,
               "eta_s": (total - done_rows) / rate if rate > 0 else None})
