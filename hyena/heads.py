@@ -275,11 +275,20 @@ TASK_MODELS: dict[str, type[_HeadModel]] = {
 
 def from_pretrained(path: str | Path, *, map_location: str | torch.device = "cpu", **config_overrides: Any) -> _HeadModel:
     """Load a task model whose checkpoint holds its head (ours or MultiMolecule's), eval mode."""
+    model = from_pretrained_any(path, map_location=map_location, **config_overrides)
+    if not isinstance(model, _HeadModel):
+        raise CheckpointError(f"{path}: not a task-head checkpoint (no sequence or token prediction head); "
+                              "build one with HyenaDNAForSequencePrediction.from_pretrained(path, head=HeadConfig(...))")
+    return model
+
+
+def from_pretrained_any(path: str | Path, *, map_location: str | torch.device = "cpu",
+                        **config_overrides: Any) -> nn.Module:
+    """The task model when the checkpoint holds a head, else the language model (eval mode)."""
     pre = read_pretrained(path, map_location="cpu", **config_overrides)
     stored = stored_head(pre)
     if stored is None:
-        raise CheckpointError(f"{path}: not a task-head checkpoint (no sequence or token prediction head); "
-                              "build one with HyenaDNAForSequencePrediction.from_pretrained(path, head=HeadConfig(...))")
+        return pre.model.to(map_location).eval()
     model = TASK_MODELS[stored[0]](pre.model.config, stored[1])
     model.backbone.load_state_dict(pre.model.backbone.state_dict())
     _load_head_state(model, pre)

@@ -68,8 +68,8 @@ def test_another_model_needs_overwrite_and_foreign_directories_are_refused(ray_c
     (tmp_path / "foreign" / "keep.txt").write_text("mine")
     foreign = from_mapping(PredictJob, {"model": {"uri": str(tmp_path / "m")}, "input": {"path": str(SPECIES)},
                                         "output": str(tmp_path / "foreign")}, source="p.yaml")
-    with pytest.raises(InputError, match="not written by hyena predict"):
-        run_predict(foreign, overwrite=True)
+    with pytest.raises(InputError, match="not written by a hyena-predictions job"):
+        run_predict(foreign, overwrite=True)  # nothing of a foreign directory is touched
     assert (tmp_path / "foreign" / "keep.txt").read_text() == "mine"
 
 

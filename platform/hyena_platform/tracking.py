@@ -536,12 +536,16 @@ def is_mlflow_model(uri: str, *, tracking_uri: str | None = None) -> bool:
     return MLMODEL_FILE in names
 
 
-def load_model(uri: str | Path, *, tracking_uri: str | None = None, **kwargs: Any):
+def load_model(uri: str | Path, *, tracking_uri: str | None = None, task_head: bool = False, **kwargs: Any):
     """A loaded HyenaDNAForCausalLM from a checkpoint directory, models:/NAME@ALIAS or
     models:/NAME/VERSION (looked up in `tracking_uri`, default MLFLOW_TRACKING_URI or
     sqlite:///mlflow.db in the working directory). `kwargs` go to hyena.from_pretrained.
-    Works for MLflow-Model versions and for versions registered before them."""
+    Works for MLflow-Model versions and for versions registered before them. With `task_head`,
+    a fine-tuned model loads with its head (hyena.heads), a language model as before."""
     from hyena import CheckpointError, from_pretrained
+
+    if task_head:
+        from hyena.heads import from_pretrained_any as from_pretrained  # noqa: F811 - same signature
 
     text = str(uri)
     if not text.startswith("models:/"):

@@ -18,7 +18,7 @@ from hyena_platform import tracking
 from hyena_platform.tracking import TrackingConfig
 
 logger = logging.getLogger(__name__)
-TRAIN_KEYS = ("loss", "lr", "grad_norm", "examples_per_s", "step_s", "epoch", "tokens")
+TRAIN_KEYS = ("loss", "lr", "grad_norm", "examples_per_s", "step_s", "cpu_s", "epoch", "tokens")
 
 
 class FinetuneCallback(UserCallback):

@@ -174,17 +174,9 @@ def open_run(job: FinetuneJob, tcfg, params: dict[str, str], *, name: str, run_k
              source: str) -> tuple[str, Any | None]:
     """(run id, the finished run to reuse or None). Same storage + name = the same run."""
     existing = tracking.find_run(tcfg, run_key)
-    if fresh:
-        from hyena_platform.data.pipeline import filesystem
-
-        if existing is not None:
-            tracking.detach_run(tcfg, existing.info.run_id)
-            existing = None
-        fs, root = filesystem(run_key)
-        try:
-            fs.delete_dir(root)
-        except (FileNotFoundError, OSError):
-            pass  # nothing to remove
+    if fresh and existing is not None:  # the run directory was cleared by the caller
+        tracking.detach_run(tcfg, existing.info.run_id)
+        existing = None
     if existing is None:
         run_id = tracking.start_run(tcfg, run_key=run_key, run_name=name, tags={"hyena.job": source,
                                                                              "hyena.storage": run_key})
@@ -233,9 +225,12 @@ def baseline_from_run(tcfg, run_id: str, problem_type: str) -> dict[str, dict[st
 
 def run_finetune(job: FinetuneJob, *, source: str = "<job>", fresh: bool = False,
                  progress: ProgressFn | None = None, ray_logs: bool = True) -> FinetuneResult:
+    """Run (or resume, or reuse) the job; see the module docstring. Bad input stops before any
+    file is written or anything tracked. The run directory is owned, locked and cleared on
+    `fresh` as pretraining's (hyena_platform.train.rundir)."""
     from hyena_platform.train.launch import environment, storage_uri
+    from hyena_platform.train.rundir import run_directory
 
-    timings: dict[str, float] = {}
     t0 = time.perf_counter()
     tcfg = job.tracking.resolved()
     name = job.run_name(source)
@@ -253,23 +248,25 @@ def run_finetune(job: FinetuneJob, *, source: str = "<job>", fresh: bool = False
                   "resolved.parameters": str(model.num_parameters()),
                   **{f"resolved.examples.{s}": str(len(v)) for s, v in data.splits.items()},
                   **{f"resolved.{k}": v for k, v in base.lineage.items()}}
-        run_id, finished = open_run(job, tcfg, params, name=name, run_key=run_key, fresh=fresh, source=source)
-        if finished is not None:
-            return reused_result(job, tcfg, finished, name)
-        timings["setup"] = round(time.perf_counter() - t0, 3)
-        try:
-            baseline = log_baseline(job, data, tcfg, run_id)
-            timings["baseline"] = round(time.perf_counter() - t0 - sum(timings.values()), 3)
-            result = fit(job, model, data, plan, weights, tcfg, run_id, name=name, progress=progress,
-                         ray_logs=ray_logs)
-            timings["fit"] = round(time.perf_counter() - t0 - sum(timings.values()), 3)
-            return register(job, result, data, base, baseline, plan, tcfg, run_id, name=name, timings=timings)
-        except FinetuneStoppedError:
-            tracking.end_run(tcfg, run_id, "FAILED")
-            raise
-        except BaseException:
-            tracking.end_run(tcfg, run_id, "FAILED")
-            raise
+        run_dir = run_directory(storage_uri(job.checkpoint.storage_path), name)
+        with run_dir.lock(job=f"hyena finetune {source}"):
+            if fresh:
+                run_dir.clear(what="--fresh")  # refused, deleting nothing, unless every file is ours
+            run_dir.claim(job=f"hyena finetune {source}")
+            run_id, finished = open_run(job, tcfg, params, name=name, run_key=run_key, fresh=fresh, source=source)
+            if finished is not None:
+                return reused_result(job, tcfg, finished, name)
+            timings = {"setup": round(time.perf_counter() - t0, 3)}
+            try:
+                baseline = log_baseline(job, data, tcfg, run_id)
+                timings["baseline"] = round(time.perf_counter() - t0 - sum(timings.values()), 3)
+                result = fit(job, model, data, plan, weights, tcfg, run_id, name=name, progress=progress,
+                             ray_logs=ray_logs)
+                timings["fit"] = round(time.perf_counter() - t0 - sum(timings.values()), 3)
+                return register(job, result, data, base, baseline, plan, tcfg, run_id, name=name, timings=timings)
+            except BaseException:
+                tracking.end_run(tcfg, run_id, "FAILED")
+                raise
 
 
 def fit(job: FinetuneJob, model, data: TaskData, plan: dict, weights, tcfg, run_id: str, *, name: str,

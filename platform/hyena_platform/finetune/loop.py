@@ -59,16 +59,16 @@ def finetune_loop_per_worker(config: dict) -> dict:
     weights = config["class_weights"]
     class_weights = torch.tensor(weights, device=device) if weights is not None else None
     history: list[dict] = []
-    t_prev = time.perf_counter()
+    t_prev, c_prev = time.perf_counter(), time.process_time()  # step time includes the last report
 
     while progress.step < plan["total_steps"] and not progress.stopped_early:
         row = train_step(ddp, model, optimizer, scheduler, data["train"], progress.step, job, plan, rank, world,
                          device, autocast, class_weights)
         progress.step += 1
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), time.process_time()
         row.update(step=progress.step, epoch=progress.step / plan["steps_per_epoch"], step_s=now - t_prev,
-                   examples_per_s=job.train.batch_size / (now - t_prev))
-        t_prev = now
+                   cpu_s=cpu - c_prev, examples_per_s=job.train.batch_size / (now - t_prev))
+        t_prev, c_prev = now, cpu
         if rank == 0:
             history.append(row)
         if not math.isfinite(row["loss"]):

@@ -4,9 +4,10 @@ Ray batch job writing Parquet.
 Sequences are read on the driver (a table's sequence column, every FASTA record, or the BED
 intervals of a FASTA), cut into parts of `compute.part_size` rows; a pool of model replicas
 (Ray Data actors) predicts each part and writes it as ``parts/part-NNNNN.parquet`` (temporary
-name, fsync, rename), like the scoring job's chunks. A rerun skips the parts already written for
+name, fsync, rename), like the scoring job's chunks. The directory is owned and locked
+(hyena_platform.outputs, kind hyena-predictions). A rerun skips the parts already written for
 the same model and input (``_manifest.json`` records both); another model or input needs
-``--overwrite``, which deletes only this job's own files. Columns: ``id`` (file:row, record, or
+``--overwrite``, which deletes only this job's own files (_manifest.json, parts/part-*.parquet). Columns: ``id`` (file:row, record, or
 chrom:start-end), ``length``, ``prediction`` (class name, or the value), and one ``p_<class>``
 (classification) or ``pred_<target>`` (regression) column per label.
 """
@@ -15,8 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
@@ -30,6 +29,7 @@ from hyena_platform.submit import SubmissionSection
 
 MANIFEST = "_manifest.json"
 PARTS = "parts"
+KIND = "hyena-predictions"
 
 
 @dataclass(frozen=True)
@@ -157,46 +157,42 @@ def _bed_regions(path: str, records: dict) -> list[tuple[str, int, int]]:
 # Output ownership and resumption
 
 
-def check_output(root: Path, identity: dict[str, Any], *, overwrite: bool) -> set[int]:
-    """Part indices already written for this identity. Another job's directory, or another
-    model/input without --overwrite, is an error; --overwrite removes only our own files."""
+def output_dir(path: str):
+    """The job's output directory as an owned output (hyena_platform.outputs)."""
+    from hyena_platform.outputs import OutputDir
+
+    return OutputDir(path, kind=KIND, owned=(MANIFEST, f"{PARTS}/part-*.parquet"))
+
+
+def done_parts(root: Path, identity: dict[str, Any], *, overwrite: bool, out) -> set[int]:
+    """Part indices already written for this identity (model, input, part size). Another
+    identity needs `overwrite`, which deletes only this job's files (manifest first)."""
     manifest = root / MANIFEST
-    if root.exists() and any(root.iterdir()) and not manifest.is_file():
-        raise InputError(f"{root}: exists and was not written by hyena predict (no {MANIFEST}); "
-                         "choose another output directory")
-    if manifest.is_file():
-        previous = json.loads(manifest.read_text())
-        if previous.get("identity") != identity:
-            if not overwrite:
-                raise InputError(f"{root}: holds predictions of another model or input; rerun with --overwrite "
-                                 "to replace them, or choose another output directory")
-            shutil.rmtree(root / PARTS, ignore_errors=True)
-            manifest.unlink()
-    root.mkdir(parents=True, exist_ok=True)
+    if manifest.is_file() and json.loads(manifest.read_text()).get("identity") != identity:
+        if not overwrite:
+            raise InputError(f"{root}: holds predictions of another model or input; rerun with --overwrite "
+                             "to replace them, or choose another output directory")
+        out.clear(first=(MANIFEST,))
     _write_json(manifest, {"identity": identity, "complete": False})
     parts = root / PARTS
     return {int(p.stem.split("-")[1]) for p in parts.glob("part-*.parquet")} if parts.is_dir() else set()
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}"
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    from hyena_platform.outputs import atomic_write
+
+    atomic_write(path, json.dumps(data, indent=2) + "\n")
 
 
 def write_part(root: str, index: int, table) -> int:
     import pyarrow.parquet as pq
 
+    from hyena_platform.outputs import atomic_path
+
     final = Path(root) / PARTS / f"part-{index:05d}.parquet"
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
+    with atomic_path(final) as tmp:
         pq.write_table(table, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
     return final.stat().st_size
 
 
@@ -299,8 +295,6 @@ def run_predict(job: PredictJob, *, source: str = "<job>", overwrite: bool = Fal
                 ray_logs: bool = False) -> PredictResult:
     import tempfile
 
-    import ray
-
     from hyena_platform import tracking
     from hyena_platform.finetune.examples import Split, fit_lengths, hash_files
 
@@ -312,9 +306,20 @@ def run_predict(job: PredictJob, *, source: str = "<job>", overwrite: bool = Fal
                          split_name="input")
     identity = {"model": resolved, "input": {**job.input.__dict__}, "input_sha256": hash_files(files),
                 "part_size": job.compute.part_size}
-    done = check_output(root, identity, overwrite=overwrite)
+    out = output_dir(str(root))
+    out.check_writable()
+    with out.lock(job=f"hyena predict {source}"):
+        out.claim(job=f"hyena predict {source}")
+        done = done_parts(root, identity, overwrite=overwrite, out=out)
+        return _predict_parts(job, model, resolved, ids, fitted.tokens, done, root, identity, source, ray_logs)
+
+
+def _predict_parts(job: PredictJob, model, resolved: str, ids: list[str], tokens: list[np.ndarray], done: set[int],
+                   root: Path, identity: dict, source: str, ray_logs: bool) -> PredictResult:
+    import ray
+
     size = job.compute.part_size
-    parts = [{"part": i // size, "ids": ids[i:i + size], "tokens": [t.tobytes() for t in fitted.tokens[i:i + size]]}
+    parts = [{"part": i // size, "ids": ids[i:i + size], "tokens": [t.tobytes() for t in tokens[i:i + size]]}
              for i in range(0, len(ids), size)]
     pending = [p for p in parts if p["part"] not in done]
     if pending:
@@ -324,11 +329,11 @@ def run_predict(job: PredictJob, *, source: str = "<job>", overwrite: bool = Fal
             local_ray.init(os.environ.get("RAY_ADDRESS"), logging_level="WARNING", log_to_driver=ray_logs)
         c = job.compute
         ds = ray.data.from_items(pending, override_num_blocks=len(pending)).map_batches(
-            PredictReplica, batch_size=1, concurrency=c.replicas, num_cpus=c.cpus_per_replica,
+            PredictReplica, batch_size=1, batch_format="pyarrow", concurrency=c.replicas, num_cpus=c.cpus_per_replica,
             fn_constructor_kwargs={"payload": [ray.put(model)], "root": str(root), "batch_size": c.batch_size,
                                    "threads": c.threads_per_replica})
         ds.materialize()
     _write_json(root / MANIFEST, {"identity": identity, "complete": True, "rows": len(ids), "parts": len(parts),
-                                  "columns": predict_table(model, ids[:1], fitted.tokens[:1], 1).column_names,
+                                  "columns": predict_table(model, ids[:1], tokens[:1], 1).column_names,
                                   "source": source})
     return PredictResult(root, len(ids), len(parts), len(parts) - len(pending), resolved)

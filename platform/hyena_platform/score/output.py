@@ -45,13 +45,18 @@ BASES = np.array(["A", "C", "G", "T", "N"])  # ref dictionary: token id - 7
 PROB_NAMES = ("p_a", "p_c", "p_g", "p_t")
 
 
-def score_columns(*, reverse_strand: bool, probabilities: bool) -> list[str]:
-    """The float32 columns of a chunk file, in file order (after pos and ref)."""
-    cols = ["log_prob", "entropy"] + (list(PROB_NAMES) if probabilities else [])
+def score_columns(*, reverse_strand: bool, probabilities: bool, classes: Sequence[str] = ()) -> list[str]:
+    """The float32 columns of a chunk file, in file order (after pos and ref). `classes`: the
+    labels of a fine-tuned per-base model, one probability column ``p_<class>`` each."""
+    cols = ["log_prob", "entropy"] + (list(PROB_NAMES) if probabilities else []) + class_columns(classes)
     if reverse_strand:
         cols += ["log_prob_rc", "entropy_rc"] + ([f"{p}_rc" for p in PROB_NAMES] if probabilities else [])
         cols += ["log_prob_mean", "entropy_mean"]
     return cols
+
+
+def class_columns(classes: Sequence[str]) -> list[str]:
+    return [f"p_{c}" for c in classes]
 
 
 def partition_dir(root: str | Path, chrom: str) -> Path:

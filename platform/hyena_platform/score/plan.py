@@ -65,12 +65,14 @@ class ScorePlan:
 
 def plan_job(job: ScoreJob, *, source: str = "<job>", model: ResolvedModel | None = None) -> ScorePlan:
     """Resolve and check everything; no Ray, no bases read. `model` skips loading (tests, bench)."""
-    columns = score_columns(reverse_strand=job.window.reverse_strand, probabilities=job.window.probabilities)
+    regions = resolve_targets(job.data, job.target)
+    resolved = model if model is not None else resolve_model(job.model.uri, registry_uri=job.tracking.uri)
+    classes = token_classes(resolved.model, job, source)
+    columns = score_columns(reverse_strand=job.window.reverse_strand, probabilities=job.window.probabilities,
+                            classes=classes)
     if job.output.track is not None and job.output.track not in columns:
         raise ConfigError(f"{source}: output.track={job.output.track!r} is not a column this job writes; "
                           f"choose one of {', '.join(columns)} (or null for no track)")
-    regions = resolve_targets(job.data, job.target)
-    resolved = model if model is not None else resolve_model(job.model.uri, registry_uri=job.tracking.uri)
     try:
         window, stride = job.window.resolve(resolved.model.config.l_max)
     except ValueError as err:
@@ -79,6 +81,24 @@ def plan_job(job: ScoreJob, *, source: str = "<job>", model: ResolvedModel | Non
     plan = ScorePlan(job, source, regions, chunks, resolved, window, stride, columns)
     plan.identity = identity(plan)
     return plan
+
+
+def token_classes(model: Any, job: ScoreJob, source: str) -> tuple[str, ...]:
+    """Class names of a fine-tuned per-base model (their probabilities become columns); () for
+    a language model. A sequence model predicts whole sequences: that is `hyena predict`."""
+    head = getattr(model, "head_config", None)
+    if head is None:
+        return ()
+    if getattr(model, "task", "") != "token":
+        raise ConfigError(f"{source}: model.uri {job.model.uri} is a sequence-level model; predict sequences, "
+                          "FASTA records or BED regions with `hyena predict` instead")
+    if head.problem_type != "single_label_classification":
+        raise ConfigError(f"{source}: model.uri {job.model.uri}: scoring writes class probabilities of "
+                          f"single-label token models; this one is {head.problem_type}")
+    if job.window.reverse_strand:
+        raise ConfigError(f"{source}: window.reverse_strand is for language models; a token classifier's "
+                          "classes (e.g. CDS+ / CDS-) are strand-specific, so it scores the forward strand only")
+    return head.label_names or tuple(str(i) for i in range(head.num_labels))
 
 
 def identity(plan: ScorePlan) -> dict[str, Any]:
@@ -204,7 +224,7 @@ def resolve_model(uri: str, *, registry_uri: str | None = None) -> ResolvedModel
         info = tracking.model_version(text, tracking_uri=store)  # ConfigError/InputError
         pinned = f"models:/{info.name}/{info.version}"
         try:
-            model = tracking.load_model(pinned, tracking_uri=store)
+            model = tracking.load_model(pinned, tracking_uri=store, task_head=True)
         except HyenaPlatformError:
             raise
         except Exception as err:  # noqa: BLE001 - MLflow and checkpoint errors of every kind
@@ -216,10 +236,10 @@ def resolve_model(uri: str, *, registry_uri: str | None = None) -> ResolvedModel
     if not path.exists():
         raise InputError(f"model.uri {text!r}: no such checkpoint directory, and not a registered "
                          "model (models:/NAME@ALIAS or models:/NAME/VERSION)")
-    from hyena import from_pretrained
+    from hyena.heads import from_pretrained_any
 
     try:
-        model = from_pretrained(path)
+        model = from_pretrained_any(path)
     except (ValueError, OSError) as err:  # CheckpointError is a ValueError
         raise InputError(f"model.uri {text}: cannot load a checkpoint ({_one_line(err)})") from None
     return ResolvedModel(model.eval(), text, str(path.resolve()), weights_sha256(model))

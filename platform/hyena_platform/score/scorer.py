@@ -32,9 +32,21 @@ def score_batch(model: torch.nn.Module, inputs: torch.Tensor, labels: torch.Tens
     """inputs, labels: int64 (B, L). Returns float32 (B, L) ``log_prob`` and ``entropy``, and
     ``probs`` (B, L, 4) in A, C, G, T order when `probabilities`. Call under inference_mode.
     `precision` bf16 runs the model's matrix products in bfloat16 (`hyena.precision`); the
-    softmax and every score are float32 either way."""
+    softmax and every score are float32 either way.
+
+    A fine-tuned per-base model (hyena.heads.HyenaDNAForTokenPrediction) adds one (B, L)
+    ``p_<class>`` column per class. The class of base t is read after the model has seen base t,
+    so the classifier runs over the bases themselves (`labels`: right-padded, real bases first),
+    while log_prob and entropy come, as for any model, from the stream that stops before t
+    (through the tied embedding: the language-model view of the fine-tuned backbone)."""
+    head = getattr(model, "head_config", None)
     with autocast_context(inputs.device, precision):
-        logits = model(inputs).logits  # (B, L, V)
+        if head is None:
+            logits = model(inputs).logits  # (B, L, V)
+        else:
+            hidden = model.backbone(inputs)  # (B, L, D)
+            logits = torch.nn.functional.linear(hidden, model.backbone.embeddings.word_embeddings.weight)
+            classes = model.head(model.backbone(labels))  # (B, L, C): position t has seen base t
     logp = torch.log_softmax(logits.float(), dim=-1)  # (B, L, V)
     out = {
         "log_prob": logp.gather(-1, labels.unsqueeze(-1)).squeeze(-1),
@@ -42,6 +54,11 @@ def score_batch(model: torch.nn.Module, inputs: torch.Tensor, labels: torch.Tens
     }
     if probabilities:
         out["probs"] = logp[..., list(BASE_IDS)].exp()
+    if head is not None:
+        p = torch.softmax(classes.float(), dim=-1)
+        names = head.label_names or tuple(str(i) for i in range(head.num_labels))
+        for j, name in enumerate(names):
+            out[f"p_{name}"] = p[..., j]
     return out
 
 
@@ -61,13 +78,17 @@ def model_payload(model: torch.nn.Module) -> dict[str, Any]:
     for k, v in model.state_dict().items():
         v = v.detach().cpu().contiguous()
         state[k] = v if v.dtype == torch.bfloat16 else v.numpy()  # numpy has no bfloat16
-    return {"config": model.config.to_dict(), "state": state}
+    head = getattr(model, "head_config", None)
+    return {"config": model.config.to_dict(), "state": state, **({"head": head.to_dict()} if head else {})}
 
 
 def model_from_payload(payload: dict[str, Any], device: str = "cpu") -> torch.nn.Module:
     from hyena import HyenaConfig, HyenaDNAForCausalLM
+    from hyena.heads import HeadConfig, HyenaDNAForTokenPrediction
 
-    model = HyenaDNAForCausalLM(HyenaConfig.from_dict(dict(payload["config"])))
+    cfg = HyenaConfig.from_dict(dict(payload["config"]))
+    model = (HyenaDNAForTokenPrediction(cfg, HeadConfig.from_dict(dict(payload["head"]))) if "head" in payload
+             else HyenaDNAForCausalLM(cfg))
     model.load_state_dict({k: v if isinstance(v, torch.Tensor) else torch.from_numpy(np.array(v))
                            for k, v in payload["state"].items()})
     return model.to(device).eval()
