@@ -250,7 +250,7 @@ def run_finetune(job: FinetuneJob, *, source: str = "<job>", fresh: bool = False
                   **{f"resolved.{k}": v for k, v in base.lineage.items()}}
         run_dir = run_directory(storage_uri(job.checkpoint.storage_path), name)
         with run_dir.lock(job=f"hyena finetune {source}"):
-            if fresh:
+            if fresh and run_dir.is_ours():  # a new or foreign directory: claim() decides
                 run_dir.clear(what="--fresh")  # refused, deleting nothing, unless every file is ours
             run_dir.claim(job=f"hyena finetune {source}")
             run_id, finished = open_run(job, tcfg, params, name=name, run_key=run_key, fresh=fresh, source=source)
