@@ -42,7 +42,7 @@ class ReferenceFetcher:
         source, length = self.sources[contig], self.lengths[contig]
         lo, hi = index * BLOCK, min(length, (index + 1) * BLOCK)
         raw = fasta_reader(source, index_cache=self.index_cache).raw(contig, lo, hi)
-        text = raw.translate(None, _NEWLINES).decode("ascii", errors="replace")
+        text = raw.translate(None, _NEWLINES).decode("latin-1")  # byte for byte; the tokenizer names bad ones
         if len(text) != hi - lo:
             raise InputError(f"{source}, record {contig!r}: read {len(text)} bases at {lo}, expected "
                              f"{hi - lo}; the index looks stale: delete {source}.fai (and .gzi) and retry")

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from hyena.tokenizer import encode_bytes
+from hyena_platform.data.fasta import tokenize_codes
 from hyena_platform.score.scorer import load_payload, score_batch
 from hyena_platform.vep.alleles import Edit, NeedMoreContext, alt_reason, check_ref, normalize
 from hyena_platform.vep.haplotypes import Window, build_window, combine, pad_rows, window_rows, window_span
@@ -86,9 +87,10 @@ def prepare(row: VariantRow, fetch: Fetch, length: int, flank: int, max_allele: 
     span = fetch(row.contig, min(lo, max(0, e.start - 1)), max(hi, min(length, e.end + 1)))
     span_start = min(lo, max(0, e.start - 1))
     row.norm = e.vcf(span, span_start)
-    codes = np.frombuffer(span.encode("ascii"), dtype=np.uint8)
-    tokens = encode_bytes(codes, where=f"{row.contig}", offset=span_start)
-    alt_ids = encode_bytes(np.frombuffer(e.alt.encode("ascii"), dtype=np.uint8))
+    codes = np.frombuffer(span.encode("latin-1"), dtype=np.uint8)
+    source = getattr(fetch, "sources", {}).get(row.contig, "the reference FASTA")
+    tokens = tokenize_codes(codes, source=source, chrom=row.contig, start=span_start)  # InputError on a bad byte
+    alt_ids = encode_bytes(np.frombuffer(e.alt.encode("ascii"), dtype=np.uint8))  # A/C/G/T: checked by alt_reason
     row.window = build_window(tokens, span_start, e.start, e.end, alt_ids, length, flank)
 
 
