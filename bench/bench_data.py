@@ -33,7 +33,8 @@ import numpy as np
 
 from hyena_platform.data import fasta
 from hyena_platform.data.config import DataConfig
-from hyena_platform.data.genome import chunks_table, plan_layout, read_chunk
+from hyena_platform.data.chunks import chunks_table, read_chunk
+from hyena_platform.data.genome import plan_layout
 from hyena_platform.genome_assets import BUNDLED_GENOME
 
 # The official HyenaDNA CharacterTokenizer: a Python dict lookup per character, [UNK] otherwise.

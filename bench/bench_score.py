@@ -184,7 +184,9 @@ def throughput(bases: int) -> dict:
 
         torch.set_num_threads(1)
         scorer = ChunkScorer(model, window=W, stride=S, batch_size=8)
-        from hyena_platform.data.genome import ChunkSpec, fetch_codes, tokenize_codes
+        from hyena_platform.data.chunks import fetch_codes
+        from hyena_platform.data.fasta import tokenize_codes
+        from hyena_platform.data.genome import ChunkSpec
         from hyena_platform.score.windows import chunk_windows
 
         t0 = time.perf_counter()

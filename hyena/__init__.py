@@ -18,7 +18,7 @@ from typing import Any
 
 _EXPORTS = {
     "CheckpointError": "hyena.checkpoint", "export_multimolecule": "hyena.checkpoint",
-    "from_pretrained": "hyena.checkpoint", "save_pretrained": "hyena.checkpoint",
+    "from_pretrained": "hyena.model", "save_pretrained": "hyena.checkpoint",
     "OFFICIAL_PARAMETER_COUNTS": "hyena.config", "VARIANTS": "hyena.config",
     "ConfigValueError": "hyena.config", "HyenaConfig": "hyena.config",
     "CausalLMOutput": "hyena.model", "HyenaDNAForCausalLM": "hyena.model", "HyenaDNAModel": "hyena.model",

@@ -22,7 +22,6 @@ from typing import Any, Callable
 import torch
 
 from hyena.config import HyenaConfig
-from hyena.model import HyenaDNAForCausalLM
 from hyena.operator import ExponentialModulation, PositionalEmbedding
 
 FORMAT_NAME = "hyena-platform"
@@ -47,7 +46,7 @@ class CheckpointError(ValueError):
 # Our format
 
 
-def save_pretrained(model: HyenaDNAForCausalLM, directory: str | Path, *, extra_config: dict | None = None) -> Path:
+def save_pretrained(model: torch.nn.Module, directory: str | Path, *, extra_config: dict | None = None) -> Path:
     """Write `directory` atomically: a reader never sees a half-written checkpoint.
 
     `extra_config` adds keys to config.json (hyena.heads stores `architecture` and `head`).
@@ -95,34 +94,30 @@ def _canonical_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 # Loading
 
 
-def from_pretrained(path: str | Path, *, map_location: str | torch.device = "cpu", **config_overrides: Any) -> HyenaDNAForCausalLM:
-    """Load a HyenaDNA checkpoint of any supported layout, in official token ids, eval mode.
-
-    A task-head checkpoint (hyena.heads, MultiMolecule `...ForSequencePrediction`) loads as its
-    backbone with the tied LM head; its task head is ignored here (use hyena.heads to keep it).
-
-    `path` is a directory (ours, official Lightning `weights.ckpt` + `config.json`, official HF
-    port, MultiMolecule) or a Lightning `.ckpt` file next to its `config.json`.
-    `config_overrides` change HyenaConfig fields that do not alter shapes, e.g.
-    `modulation_shift=0.0` (official training code) or `separate_sine_freqs=True`.
-    """
-    return read_pretrained(path, map_location=map_location, **config_overrides).model
-
-
 @dataclass
 class Pretrained:
     """A checkpoint as read: the language model, the tensors of a task head and the raw config."""
 
-    model: HyenaDNAForCausalLM
+    model: Any  # the model_cls instance (HyenaDNAForCausalLM)
     head_state: dict[str, torch.Tensor]  # keys under `head.` and `pooler.` (task-head models)
     raw_config: dict
     layout: str  # ours, lightning, hf or multimolecule
     source: str  # the weights file, for error messages
 
 
-def read_pretrained(path: str | Path, *, map_location: str | torch.device = "cpu",
+def read_pretrained(path: str | Path, *, model_cls: type[torch.nn.Module], map_location: str | torch.device = "cpu",
                     **config_overrides: Any) -> Pretrained:
-    """Like `from_pretrained`, but also return a task head's tensors (hyena.heads builds on it)."""
+    """Load a HyenaDNA checkpoint of any supported layout as `model_cls`, in official token ids,
+    eval mode, with a task head's tensors beside it (hyena.heads builds on them).
+
+    `model_cls` is HyenaDNAForCausalLM, passed in so that this module does not import hyena.model
+    (``hyena.from_pretrained`` and ``HyenaDNAForCausalLM.from_pretrained`` call this).
+    A task-head checkpoint (hyena.heads, MultiMolecule `...ForSequencePrediction`) loads as its
+    backbone with the tied LM head. `path` is a directory (ours, official Lightning `weights.ckpt`
+    + `config.json`, official HF port, MultiMolecule) or a Lightning `.ckpt` file next to its
+    `config.json`. `config_overrides` change HyenaConfig fields that do not alter shapes, e.g.
+    `modulation_shift=0.0` (official training code) or `separate_sine_freqs=True`.
+    """
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint file or directory")
@@ -132,7 +127,7 @@ def read_pretrained(path: str | Path, *, map_location: str | torch.device = "cpu
     layout = detect_layout(path, raw)
     cfg, state, source = _READERS[layout](path, raw)
     head_state = {k: state.pop(k) for k in [k for k in state if k.startswith(HEAD_PREFIXES)]}
-    model = _build(cfg, state, source, config_overrides, map_location)
+    model = _build(model_cls, cfg, state, source, config_overrides, map_location)
     return Pretrained(model, head_state, raw or {}, layout, source)
 
 
@@ -253,8 +248,8 @@ _READERS: dict[str, Callable[[Path, dict], tuple[HyenaConfig, dict, str]]] = {
 }
 
 
-def _build(cfg: HyenaConfig, state: dict[str, torch.Tensor], source: str, overrides: dict[str, Any],
-           map_location: str | torch.device) -> HyenaDNAForCausalLM:
+def _build(model_cls: type[torch.nn.Module], cfg: HyenaConfig, state: dict[str, torch.Tensor], source: str,
+           overrides: dict[str, Any], map_location: str | torch.device) -> Any:
     _check_and_drop_fixed_buffers(cfg, state, source)
     state = dict(state)
     head = state.pop("lm_head.weight", None)
@@ -283,7 +278,7 @@ def _build(cfg: HyenaConfig, state: dict[str, torch.Tensor], source: str, overri
         else:
             for i in (3, 5):
                 state.pop(f"{prefix}{i}.freq", None)
-    model = HyenaDNAForCausalLM(cfg)  # buffers are computed from the config
+    model = model_cls(cfg)  # buffers are computed from the config
     expected = _canonical_state_dict(model)
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

@@ -81,11 +81,6 @@ class HyenaConfig:
         m = self.pad_vocab_size_multiple
         return int(math.ceil(self.vocab_size / m) * m)
 
-    @property
-    def max_sequence_length(self) -> int:
-        """Bases per input window when two special tokens are added (official: l_max - 2)."""
-        return self.l_max - 2
-
     @classmethod
     def variant(cls, name: str, **overrides: Any) -> "HyenaConfig":
         """One of the seven released HyenaDNA variants, optionally with field overrides."""

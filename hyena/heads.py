@@ -186,7 +186,7 @@ class _HeadModel(nn.Module):
         of this task (ours or MultiMolecule's) and `head` is None or equal to it; otherwise a new
         head is initialised from `head` (required then).
         """
-        pre = read_pretrained(path, map_location="cpu", **config_overrides)
+        pre = read_pretrained(path, model_cls=HyenaDNAForCausalLM, map_location="cpu", **config_overrides)
         stored = stored_head(pre)
         if stored is not None and stored[0] != cls.task:
             stored = None  # a head of the other task: keep the backbone, start a new head
@@ -285,7 +285,7 @@ def from_pretrained(path: str | Path, *, map_location: str | torch.device = "cpu
 def from_pretrained_any(path: str | Path, *, map_location: str | torch.device = "cpu",
                         **config_overrides: Any) -> nn.Module:
     """The task model when the checkpoint holds a head, else the language model (eval mode)."""
-    pre = read_pretrained(path, map_location="cpu", **config_overrides)
+    pre = read_pretrained(path, model_cls=HyenaDNAForCausalLM, map_location="cpu", **config_overrides)
     stored = stored_head(pre)
     if stored is None:
         return pre.model.to(map_location).eval()

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from hyena import checkpoint as _checkpoint
 from hyena.config import HyenaConfig
 from hyena.operator import HyenaOperator, check_length
 from hyena.tokenizer import PAD
@@ -206,15 +207,24 @@ class HyenaDNAForCausalLM(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def save_pretrained(self, directory: str | Path) -> Path:
-        from hyena.checkpoint import save_pretrained
-
-        return save_pretrained(self, directory)
+        """Our format: config.json + model.safetensors, written atomically (hyena.checkpoint)."""
+        return _checkpoint.save_pretrained(self, directory)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, **kwargs) -> "HyenaDNAForCausalLM":
-        from hyena.checkpoint import from_pretrained
+        """Any layout hyena.checkpoint reads (ours, official, HF port, MultiMolecule)."""
+        return _checkpoint.read_pretrained(path, model_cls=cls, **kwargs).model
 
-        return from_pretrained(path, **kwargs)
+
+def from_pretrained(path: str | Path, *, map_location: str | torch.device = "cpu",
+                    **config_overrides) -> HyenaDNAForCausalLM:
+    """Load a HyenaDNA checkpoint of any supported layout, in official token ids, eval mode.
+
+    A task-head checkpoint (hyena.heads, MultiMolecule `...ForSequencePrediction`) loads as its
+    backbone with the tied LM head; its task head is ignored here (use hyena.heads to keep it).
+    See hyena.checkpoint.read_pretrained for the layouts and `config_overrides`.
+    """
+    return HyenaDNAForCausalLM.from_pretrained(path, map_location=map_location, **config_overrides)
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:

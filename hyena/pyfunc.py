@@ -194,7 +194,8 @@ def load_checkpoint(path: str | Path) -> torch.nn.Module:
     import json
 
     from hyena import heads
-    from hyena.checkpoint import CONFIG_FILE, CheckpointError, from_pretrained
+    from hyena.checkpoint import CONFIG_FILE, CheckpointError
+    from hyena.model import from_pretrained
 
     config = Path(path) / CONFIG_FILE
     try:

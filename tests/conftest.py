@@ -29,6 +29,8 @@ def ray_cluster():
     import ray
     import ray.data
 
+    from hyena_platform.ray_setup import JOB_ENV_VARS
+
     if not ray.is_initialized():
         ray.init(
             address="local",
@@ -37,6 +39,7 @@ def ray_cluster():
             object_store_memory=1 << 30,
             log_to_driver=False,
             logging_level="WARNING",
+            runtime_env={"env_vars": dict(JOB_ENV_VARS)},  # as hyena_platform.ray_setup.start_ray
         )
         started = True
     else:

@@ -14,9 +14,10 @@ import pytest
 
 from hyena.tokenizer import A, C, G, N, T
 from hyena_platform.config import from_mapping, load_config
-from hyena_platform.data import fasta, genome
+from hyena_platform.data import chunks, fasta, genome
 from hyena_platform.data.config import DataConfig
-from hyena_platform.data.genome import ChunkSpec, plan_layout, read_chunk
+from hyena_platform.data.chunks import read_chunk
+from hyena_platform.data.genome import ChunkSpec, plan_layout
 from hyena_platform.errors import ConfigError, InputError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -144,8 +145,8 @@ def test_plain_and_bgzip_fasta_give_identical_chunks(bundled_genome, tmp_path, r
     plain = tmp_path / "vc.fa"
     with gzip.open(bundled_genome, "rb") as src, open(plain, "wb") as dst:
         shutil.copyfileobj(src, dst)
-    assert genome.fasta_compression(str(plain)) == "plain"
-    assert genome.fasta_compression(str(bundled_genome)) == "bgzip"
+    assert fasta.fasta_compression(str(plain)) == "plain"
+    assert fasta.fasta_compression(str(bundled_genome)) == "bgzip"
     for chrom, start, end in [("chrII", 0, 4096), ("chrII", 1_000_000, LENGTHS["chrII"]), ("chrI", 123_456, 223_456)]:
         a = read_chunk(ChunkSpec(str(plain), chrom, start, end, "train", 0))["tokens"]
         b = read_chunk(ChunkSpec(str(bundled_genome), chrom, start, end, "train", 0))["tokens"]
@@ -160,12 +161,12 @@ def test_bgzf_ranges_at_block_edges_with_every_inflate_backend(bundled_genome, t
     plain = tmp_path / "vc.fa"
     with gzip.open(bundled_genome, "rb") as src, open(plain, "wb") as dst:
         shutil.copyfileobj(src, dst)
-    reference = genome.FastaReader(str(plain), None)
+    reference = fasta.FastaReader(str(plain), None)
     backends = [zlib.decompress]
-    if genome.inflate_backend()[0] == "isal":
-        backends.append(genome.inflate_backend()[1])
+    if fasta.inflate_backend()[0] == "isal":
+        backends.append(fasta.inflate_backend()[1])
     for inflate in backends:
-        reader = genome.FastaReader(str(bundled_genome), None, inflate=inflate)
+        reader = fasta.FastaReader(str(bundled_genome), None, inflate=inflate)
         edges = reader._block_u[1:6].tolist()  # uncompressed block starts (bytes of the file)
         rec = reader.index["chrI"]
         cases = [("chrII", 0, LENGTHS["chrII"]), ("chrI", LENGTHS["chrI"] - 1, LENGTHS["chrI"]), ("chrI", 0, 1)]
@@ -225,9 +226,9 @@ def test_soft_masked_bases_become_the_same_tokens_with_an_optional_mask(referenc
     expected = np.zeros(2000, dtype=np.uint8)
     expected[500:900] = expected[1500:1510] = 1
     np.testing.assert_array_equal(masked_row["soft_mask"], expected)
-    table = genome.chunks_table([spec], keep_soft_mask=True, digest=True)
-    assert table.schema == genome.chunk_schema(keep_soft_mask=True, digest=True)
-    np.testing.assert_array_equal(genome.column_arrays(table["soft_mask"])[0], expected)
+    table = chunks.chunks_table([spec], keep_soft_mask=True, digest=True)
+    assert table.schema == chunks.chunk_schema(keep_soft_mask=True, digest=True)
+    np.testing.assert_array_equal(chunks.column_arrays(table["soft_mask"])[0], expected)
 
 
 def test_iupac_codes_become_n(tmp_path):
@@ -392,7 +393,7 @@ def test_data_config_cross_field_checks_name_the_file(tmp_path):
 
 
 def test_shard_job_file_loads():
-    from hyena_platform.commands.shard import ShardJob
+    from hyena_platform.data.shard_job import ShardJob
 
     job = load_config(ShardJob, REPO / "jobs" / "shard.yaml", ["data.chunk_size=65536"])
     assert job.data.uses_bundled_genome and job.data.valid_chroms == ["chrII"]

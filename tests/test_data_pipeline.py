@@ -16,7 +16,9 @@ import pytest
 
 from hyena_platform.data import pipeline
 from hyena_platform.data.config import DataConfig
-from hyena_platform.data.genome import column_arrays, plan_layout, tokenize_codes
+from hyena_platform.data.chunks import column_arrays
+from hyena_platform.data.fasta import tokenize_codes
+from hyena_platform.data.genome import plan_layout
 from hyena_platform.data.pipeline import MANIFEST_NAME, load_chunks, read_manifest, write_shards
 from hyena_platform.data.windows import stage_windows
 from hyena_platform.errors import InputError
@@ -54,10 +56,10 @@ def ref_ids(reference, chrom: str, start: int = 0, end: int | None = None) -> np
     return tokenize_codes(codes, source="ref", chrom=chrom, start=start)
 
 
-def rows(ds) -> dict[tuple[str, int], dict]:
+def rows(chunks) -> dict[tuple[str, int], dict]:
     """Chunk rows keyed by (chrom, start), tokens (and soft_mask) as numpy."""
     out = {}
-    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+    for batch in chunks.dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
         tokens = column_arrays(batch["tokens"])
         masks = column_arrays(batch["soft_mask"]) if "soft_mask" in batch.column_names else [None] * len(tokens)
         meta = batch.drop_columns([c for c in ("tokens", "soft_mask") if c in batch.column_names])
@@ -98,7 +100,7 @@ def test_fasta_chunks_cover_the_genome_in_official_ids(fasta_chunks, reference):
     for chrom in LENGTHS:
         joined = np.concatenate([got[k]["tokens"] for k in sorted(got) if k[0] == chrom])
         np.testing.assert_array_equal(joined, ref_ids(reference, chrom))
-    schema = fasta_chunks.schema()
+    schema = fasta_chunks.dataset.schema()
     assert dict(zip(schema.names, map(str, schema.types))) == {
         "chrom": "string", "start": "int64", "split": "string", "segment_start": "int64", "tokens": "binary"}
 

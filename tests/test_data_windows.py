@@ -118,7 +118,7 @@ def test_batches_per_worker():
 
 @pytest.fixture(scope="module")
 def reference_ids(bundled_genome) -> dict[str, np.ndarray]:
-    from hyena_platform.data.genome import tokenize_codes
+    from hyena_platform.data.fasta import tokenize_codes
 
     out, name, parts = {}, None, []
     with gzip.open(bundled_genome, "rb") as f:
@@ -203,8 +203,8 @@ def test_bad_window_requests_fail_before_any_work(chunks):
         stage_windows(chunks, split="valid", length=2_000_000, seed=0, epoch=0)
     with pytest.raises(InputError, match="split 'test' is empty"):
         stage_windows(chunks, split="test", length=100, seed=0, epoch=0)
-    with pytest.raises(ValueError, match="needs the genome layout"):
-        stage_windows(chunks.limit(3), split="train", length=100, seed=0, epoch=0)
+    with pytest.raises(TypeError, match="needs the genome layout"):  # a bare Dataset has none
+        stage_windows(chunks.dataset.limit(3), split="train", length=100, seed=0, epoch=0)
 
 
 @pytest.mark.integration

@@ -16,27 +16,13 @@ import logging
 import os
 from typing import Any, Callable, Iterator
 
-from hyena_platform.errors import ConfigError, HyenaPlatformError
+from hyena_platform.errors import ConfigError, user_errors_from_ray
+from hyena_platform.ray_setup import start_ray
 
 
 def init_ray(address: str | None, ray_logs: bool = False, ray_progress: bool | None = None) -> None:
-    """Connect to `address` (or $RAY_ADDRESS), else start a local Ray; no-op when connected."""
-    import ray
-    import ray.data
-
-    # Ray Data logs a failing task's whole stack before the driver re-raises it; a user error (a
-    # bad FASTA character) is reported by the CLI as one line instead, any other error with its own.
-    logging.getLogger("ray.data").setLevel(logging.CRITICAL)
-    if not ray.is_initialized():
-        from hyena_platform import local_ray  # a local Ray listens on 127.0.0.1 only
-
-        local_ray.init(address or os.environ.get("RAY_ADDRESS"), logging_level="WARNING", log_to_driver=ray_logs)
-    if ray_progress is not None:
-        from ray.util.debug import log_once
-
-        ray.data.DataContext.get_current().enable_progress_bars = ray_progress
-        if not ray_progress:  # asked for: skip Ray Data's "Progress bars disabled" warning
-            log_once("ray_data_progress_manager_disabled")
+    """Connect to `address` (or $RAY_ADDRESS), else start a local Ray (hyena_platform.ray_setup)."""
+    start_ray(address, worker_logs=ray_logs, progress_bars=bool(ray_progress))
 
 
 def check_resources(compute: Any, address: str | None) -> None:
@@ -85,33 +71,10 @@ def run_pool(items: list[dict[str, Any]], *, compute: Any, replica: type, replic
     # (RayTaskError(InputError), .cause), not as a UserCodeException that lost its cause.
     ds.context.raise_original_map_exception = True
     try:
-        yield from ds.iter_rows()
-    except Exception as err:  # noqa: BLE001 - a user error raised in a task comes back as itself
-        user = find_user_error(err)
-        if user is not None:
-            raise type(user)(str(user).split("\n")[0]) from None
-        raise
+        with user_errors_from_ray():
+            yield from ds.iter_rows()
     finally:
         del payload
-
-
-def find_user_error(err: BaseException) -> HyenaPlatformError | None:
-    """The HyenaPlatformError a Ray task raised, wherever Ray wrapped it; None if there is none."""
-    seen: set[int] = set()
-    todo: list[Any] = [err]
-    while todo:
-        e = todo.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        cause = getattr(e, "cause", None)  # RayTaskError keeps the original exception here
-        if isinstance(cause, HyenaPlatformError):
-            return cause
-        # Ray's RayTaskError(InputError) is an InputError too, but its message is a traceback
-        if isinstance(e, HyenaPlatformError) and type(e).__module__.startswith("hyena_platform"):
-            return e
-        todo.extend([cause if isinstance(cause, BaseException) else None, e.__cause__, e.__context__])
-    return None
 
 
 def end_run_quietly(run: tuple[Any, str], status: str) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import math
 import os
 import sys
 from typing import Callable, Sequence
@@ -42,23 +41,6 @@ def build_parser() -> argparse.ArgumentParser:
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
     return parser
-
-
-def add_job_arguments(parser: argparse.ArgumentParser) -> None:
-    """The arguments every job command takes: the YAML file and --set overrides."""
-    parser.add_argument("job", help="job YAML file (see jobs/)")
-    parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="override a config value, e.g. --set train.lr=3e-4 (repeatable; VALUE is YAML)",
-    )
-
-
-def format_duration(seconds: float | None) -> str:
-    """H:MM:SS for progress lines; '-' when unknown."""
-    if seconds is None or not math.isfinite(seconds):
-        return "-"
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

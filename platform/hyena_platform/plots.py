@@ -32,6 +32,19 @@ def _save(fig, path: str | Path) -> Path:
     return path
 
 
+def _finish(plt, fig, ax, path: str | Path, *, xlabel: str, ylabel: str, title: str, legend: str) -> Path:
+    """Labels, legend and grid; then the figure saved to `path` (atomically) and closed."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(loc=legend, fontsize=8)
+    ax.grid(alpha=0.3)
+    try:
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
 def plot_training(
     path: str | Path,
     *,
@@ -60,15 +73,8 @@ def plot_training(
         ax.text(step, top, f" L={length}", va="top", ha="left", fontsize=8, color="0.35")
     for i, (label, value) in enumerate(sorted((baselines or {}).items())):
         ax.axhline(value, ls=":", lw=1.0, color=f"C{i + 2}", label=f"{label} (held-out)")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("cross-entropy (nats per base)")
-    ax.set_title(title)
-    ax.legend(loc="upper right", fontsize=8)
-    ax.grid(alpha=0.3)
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return _finish(plt, fig, ax, path, xlabel="optimizer step", ylabel="cross-entropy (nats per base)",
+                   title=title, legend="upper right")
 
 
 def plot_track(
@@ -94,12 +100,6 @@ def plot_track(
         counts = np.convolve(finite.astype(float), kernel, mode="same")
         with np.errstate(invalid="ignore", divide="ignore"):
             ax.plot(positions, sums / counts, lw=1.2, color="tab:purple", label=f"mean of {smooth} bases")
-    ax.set_xlabel(f"{chrom} position (0-based)")
-    ax.set_ylabel(label)
-    ax.set_title(f"{label}, {chrom}:{int(positions[0]):,}-{int(positions[-1]) + 1:,}" if positions.size else label)
-    ax.legend(loc="lower right", fontsize=8)
-    ax.grid(alpha=0.3)
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    title = f"{label}, {chrom}:{int(positions[0]):,}-{int(positions[-1]) + 1:,}" if positions.size else label
+    return _finish(plt, fig, ax, path, xlabel=f"{chrom} position (0-based)", ylabel=label, title=title,
+                   legend="lower right")

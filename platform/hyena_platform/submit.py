@@ -20,8 +20,8 @@ RAY_ADDRESS, else http://127.0.0.1:8265 (the dashboard port forwarded from the h
 clusters started with ``ray start`` when a token exists) need the same token here: RAY_AUTH_TOKEN,
 RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token; when one is present token mode is switched on.
 
-Ray is imported inside the functions that talk to the cluster, so job dataclasses can import
-SubmissionSection for free.
+Ray is imported inside the functions that talk to the cluster. The ``submission:`` section
+types live in hyena_platform.submission, beside the job configs that embed them.
 """
 
 from __future__ import annotations
@@ -31,23 +31,16 @@ import re
 import shlex
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence, TextIO
 
 from hyena_platform.config import load_yaml_mapping
 from hyena_platform.errors import ConfigError, HyenaPlatformError
+from hyena_platform.submission import SubmissionSection, format_submission_id
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 LOCAL_PREFIX = "local://"  # Ray's in-place working_dir: a directory that exists on every node
-# Never uploaded with the working directory (Ray also skips what .gitignore lists).
-DEFAULT_EXCLUDES = (".git", ".venv", "**/__pycache__", "*.egg-info", "runs", "mlruns", "mlartifacts",
-                    "*.db", "hyena-demo", "build")
-SUBMISSION_ID_FIELDS = ("job", "time", "user")
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_SUBMISSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-# Env var names that hold secrets: a job file is committed and stored in the cluster's job table.
-_CREDENTIAL = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|ACCESS_KEY|PRIVATE_KEY|CREDENTIAL|API_KEY")
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 JOB_FLAGS = {"pretrain": ("--fresh",), "finetune": ("--fresh",), "predict": ("--overwrite",), "score": ("--fresh", "--overwrite"), "shard": ("--overwrite",),
              "vep": ("--fresh", "--overwrite")}
@@ -55,97 +48,6 @@ JOB_FLAGS = {"pretrain": ("--fresh",), "finetune": ("--fresh",), "predict": ("--
 
 class SubmitError(HyenaPlatformError):
     """The job could not be submitted or followed (no job server, no token, duplicate id, ...)."""
-
-
-@dataclass(frozen=True)
-class RuntimeEnvSection:
-    """Ray's runtime_env for the job (the entrypoint and every task and actor it starts).
-
-    Local paths are relative to the directory `hyena submit` runs in, as for ``ray job submit``.
-    """
-
-    # The job's cwd. A local directory is uploaded (zipped into the GCS, unpacked on each node);
-    # local://DIR is used in place, nothing uploaded, for DIR on a filesystem every node shares
-    # (NFS, or one machine: cluster/local-fake-multinode.yaml); a remote package URI
-    # (s3://.../pkg.zip) is used as is. Relative DIRs are resolved where `hyena submit` runs.
-    working_dir: str | None = "."
-    excludes: list[str] = field(default_factory=lambda: list(DEFAULT_EXCLUDES))  # gitignore-style
-    py_modules: list[str] = field(default_factory=list)  # local packages or wheels put on PYTHONPATH
-    pip: list[str] = field(default_factory=list)  # requirements installed into the job's env
-    env_vars: dict[str, str] = field(default_factory=dict)
-
-    def validate(self) -> None:
-        for name in self.env_vars:
-            if not _ENV_NAME.fullmatch(name):
-                raise ValueError(f"submission.runtime_env.env_vars.{name} is not a valid environment variable name")
-            if _CREDENTIAL.search(name.upper()):
-                raise ValueError(
-                    f"submission.runtime_env.env_vars.{name} looks like a credential; job files are committed and "
-                    "stored in the cluster's job table. Give nodes credentials through an instance profile / "
-                    "service account, or the environment of `ray start`, not the job file"
-                )
-        for key in ("excludes", "py_modules", "pip"):
-            if any(not item.strip() for item in getattr(self, key)):
-                raise ValueError(f"submission.runtime_env.{key} holds an empty entry")
-        if self.working_dir is not None and not self.working_dir.strip():
-            raise ValueError("submission.runtime_env.working_dir is empty; use '.' or null (no upload)")
-
-
-@dataclass(frozen=True)
-class EntrypointSection:
-    """Resources reserved for the job's driver process (the `hyena ...` command itself).
-
-    All zero (Ray's default): the driver runs on the head node, where the MLflow server listens
-    on 127.0.0.1. Ask for resources only if the head has them and the driver needs them.
-    """
-
-    num_cpus: float = 0.0  # CPUs reserved for the driver (entrypoint) process on the cluster
-    num_gpus: float = 0.0  # GPUs reserved for the driver process (workers ask for their own)
-    memory: int = 0  # bytes
-    resources: dict[str, float] = field(default_factory=dict)  # custom resources, e.g. {head: 0.01}
-
-    def validate(self) -> None:
-        for key in ("num_cpus", "num_gpus", "memory"):
-            if getattr(self, key) < 0:
-                raise ValueError(f"submission.entrypoint.{key} must be >= 0, got {getattr(self, key)}")
-        for name, amount in self.resources.items():
-            if amount < 0:
-                raise ValueError(f"submission.entrypoint.resources.{name} must be >= 0, got {amount}")
-
-
-@dataclass(frozen=True)
-class SubmissionSection:
-    """The ``submission:`` section of a job YAML; read by `hyena submit`, ignored by the job itself."""
-
-    runtime_env: RuntimeEnvSection = field(default_factory=RuntimeEnvSection)
-    entrypoint: EntrypointSection = field(default_factory=EntrypointSection)
-    # null: Ray makes one (raysubmit_...). Placeholders {job} (file stem), {time} (UTC), {user}.
-    # A fixed id makes a second submission of the same job fail instead of running twice.
-    submission_id: str | None = None
-    metadata: dict[str, str] = field(default_factory=dict)  # shown by `ray job list`
-
-    def validate(self) -> None:
-        if self.submission_id is not None:
-            example = format_submission_id(self.submission_id, job="pretrain", user="user", now=0.0)
-            if not _SUBMISSION_ID.fullmatch(example):
-                raise ValueError(
-                    f"submission.submission_id={self.submission_id!r} gives {example!r}; use letters, digits, "
-                    f"'.', '_', '-' and the placeholders {{{'}, {'.join(SUBMISSION_ID_FIELDS)}}}"
-                )
-        reserved = sorted(k for k in self.metadata if k.startswith("hyena."))
-        if reserved:
-            raise ValueError(f"submission.metadata.{reserved[0]}: keys starting with 'hyena.' are set by hyena submit")
-
-
-def format_submission_id(template: str, *, job: str, user: str, now: float | None = None) -> str:
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(time.time() if now is None else now))
-    try:
-        return template.format(job=job, time=stamp, user=user)
-    except (KeyError, IndexError, ValueError) as err:
-        raise ValueError(
-            f"submission.submission_id={template!r}: bad placeholder {err}; valid: "
-            + ", ".join("{" + f + "}" for f in SUBMISSION_ID_FIELDS)
-        ) from None
 
 
 # ------------------------------------------------------------------------------ the request
@@ -184,8 +86,8 @@ def _load(kind: str, path: str, overrides: Sequence[str]) -> Any:
     elif kind == "vep":
         from hyena_platform.vep.config import load_job
     else:
-        from hyena_platform.commands.shard import ShardJob
         from hyena_platform.config import load_config
+        from hyena_platform.data.shard_job import ShardJob
 
         return load_config(ShardJob, path, overrides)
     return load_job(path, overrides)

@@ -248,10 +248,6 @@ def log_text(cfg: TrackingConfig, run_id: str, text: str, artifact_file: str) ->
     client(cfg.uri).log_text(run_id, text, artifact_file)
 
 
-def log_artifacts(cfg: TrackingConfig, run_id: str, local_dir: str | Path, artifact_path: str | None = None) -> None:
-    client(cfg.uri).log_artifacts(run_id, str(local_dir), artifact_path)
-
-
 def log_artifact(cfg: TrackingConfig, run_id: str, local_file: str | Path, artifact_path: str | None = None) -> None:
     client(cfg.uri).log_artifact(run_id, str(local_file), artifact_path)
 

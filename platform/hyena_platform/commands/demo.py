@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,16 +16,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # Keep Ray's own console chatter (progress bars of internal operators, worker logs) out of the
-    # demo's terminal; our progress lines say what is happening.
-    os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
-    import ray.data  # noqa: F401  (configures its loggers on import; quiet them afterwards)
-
     from hyena_platform.demo import run_demo
+    from hyena_platform.ray_setup import quiet_ray_logs
 
-    for name in ("ray.data", "ray.train", "ray.tune", "mlflow"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
+    # Keep Ray's console chatter out of the demo's terminal; our progress lines say what is happening.
+    quiet_ray_logs()
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
     result = run_demo(args.workdir, fresh=args.fresh, quick=args.quick)
     print(result.summary())
     return 0

@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import Any
 
-from hyena_platform.cli import format_duration
+from hyena_platform.progress import format_duration
 from hyena_platform.commands.pretrain import add_arguments  # noqa: F401 - the same flags: job, --set, --fresh, --ray-logs
 
 

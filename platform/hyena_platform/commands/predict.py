@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from hyena_platform.cli import add_job_arguments
+from hyena_platform.commands.common import add_job_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

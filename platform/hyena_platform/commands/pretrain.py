@@ -10,15 +10,17 @@ import argparse
 import sys
 from typing import Any
 
-from hyena_platform.cli import add_job_arguments, format_duration
+from hyena_platform.commands.common import add_flags, add_job_arguments
+from hyena_platform.progress import format_duration
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_job_arguments(parser)
-    parser.add_argument("--fresh", action="store_true",
-                        help="start over: delete this run's checkpoints (only files Ray Train wrote in storage_path/name; refused if it holds others) and start a new MLflow run")
-    parser.add_argument("--ray-logs", action="store_true",
-                        help="forward Ray's worker and controller logs to this terminal")
+    add_flags(parser, {
+        "--fresh": "start over: delete this run's checkpoints (only files Ray Train wrote in storage_path/name; "
+                   "refused if it holds others) and start a new MLflow run",
+        "--ray-logs": "forward Ray's worker and controller logs to this terminal",
+    })
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,21 +11,18 @@ import argparse
 import sys
 from typing import Any
 
-from hyena_platform.cli import add_job_arguments, format_duration
+from hyena_platform.commands.common import add_flags, add_job_arguments
+from hyena_platform.progress import format_duration
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_job_arguments(parser)
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace results of a different model or config in output.path "
-                             "(the same job always resumes)")
-    parser.add_argument("--fresh", action="store_true",
-                        help="start over: delete this job's finished chunks instead of resuming")
-    parser.add_argument("--ray-logs", action="store_true",
-                        help="forward Ray's worker logs to this terminal")
-    parser.add_argument("--ray-progress", action="store_true",
-                        help="show Ray Data's progress bars instead of one line per few chunks")
-
+    add_flags(parser, {
+        "--overwrite": "replace results of a different model or config in output.path (the same job always resumes)",
+        "--fresh": "start over: delete this job's finished chunks instead of resuming",
+        "--ray-logs": "forward Ray's worker logs to this terminal",
+        "--ray-progress": "show Ray Data's progress bars instead of one line per few chunks",
+    })
 
 def run(args: argparse.Namespace) -> int:
     from hyena_platform.score.config import load_job

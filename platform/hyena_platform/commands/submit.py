@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from hyena_platform.cli import add_job_arguments
+from hyena_platform.commands.common import add_flags, add_job_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,15 +17,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--address", metavar="URL",
                         help="the cluster's job server (default: $RAY_API_SERVER_ADDRESS, $RAY_ADDRESS, "
                              "else http://127.0.0.1:8265, where `ray attach cluster/aws.yaml -p 8265` forwards the head's)")
-    parser.add_argument("--no-wait", action="store_true",
-                        help="return once the job is submitted instead of following its logs")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="validate the job and print what would be submitted; contact no cluster")
-    parser.add_argument("--fresh", action="store_true",
-                        help="passed to the job: start over instead of resuming (pretrain, score)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="passed to the job: replace existing output (score, shard)")
-
+    add_flags(parser, {
+        "--no-wait": "return once the job is submitted instead of following its logs",
+        "--dry-run": "validate the job and print what would be submitted; contact no cluster",
+        "--fresh": "passed to the job: start over instead of resuming (pretrain, score)",
+        "--overwrite": "passed to the job: replace existing output (score, shard)",
+    })
 
 def run(args: argparse.Namespace) -> int:
     from hyena_platform.submit import build_request, submit

@@ -12,7 +12,8 @@ import sys
 import time
 from typing import Any
 
-from hyena_platform.cli import add_job_arguments, format_duration
+from hyena_platform.commands.common import add_job_arguments
+from hyena_platform.progress import format_duration
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

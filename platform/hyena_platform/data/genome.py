@@ -2,7 +2,7 @@
 
 `plan_layout(cfg)` makes every check that needs no bases (files, indexes, names, selection,
 splits, BED) and returns a `GenomeLayout`; its `chunk_specs()` are then read and tokenised by
-`read_chunk` / `chunks_table` (from `hyena_platform.data.fasta`, re-exported here), where a
+`read_chunk` / `chunks_table` (`hyena_platform.data.chunks`), where a
 character that is not a nucleotide is an error naming the file, the record and the position.
 
 Coordinates are 0-based, end-exclusive (BED style) everywhere.
@@ -17,21 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from hyena_platform.data.config import SPLITS, DataConfig
-from hyena_platform.data.fasta import (  # noqa: F401 - re-exported: the genome API in one place
-    FastaReader,
-    binary_array,
-    chunk_schema,
-    chunks_table,
-    column_arrays,
-    content_digest,
-    fasta_compression,
-    fetch_codes,
-    index_paths,
-    inflate_backend,
-    open_fasta,
-    read_chunk,
-    tokenize_codes,
-)
+from hyena_platform.data.fasta import open_fasta
 from hyena_platform.errors import InputError
 from hyena_platform.genome_assets import BUNDLED_GENOME
 
@@ -209,7 +195,7 @@ def select_records(records: Sequence[Record], *, include: Sequence[str], exclude
     names = [r.name for r in records]
     for pattern in include:
         if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
-            raise InputError(f"include entry {pattern!r} matches no FASTA record; records: {_few(names)}")
+            raise InputError(f"include entry {pattern!r} matches no FASTA record; records: {few_names(names)}")
     selected = [
         r for r in records
         if (not include or _matches(r.name, include)) and not _matches(r.name, exclude)
@@ -217,15 +203,26 @@ def select_records(records: Sequence[Record], *, include: Sequence[str], exclude
     ]
     if not selected:
         raise InputError(f"no record left after include={list(include)} exclude={list(exclude)} "
-                         f"min_length={min_length}; records: {_few(names, records)}")
+                         f"min_length={min_length}; records: {few_names(names, records)}")
     return selected
 
 
-def _few(names: Sequence[str], records: Sequence[Record] | None = None, limit: int = 8) -> str:
+def few_names(names: Sequence[str], records: Sequence[Record] | None = None, limit: int = 8) -> str:
+    """The first `limit` names (of `records` with their lengths, if given) for an error message."""
     if records is not None:
         names = [f"{r.name} ({r.length:,} bp)" for r in records]
     more = f", ... ({len(names) - limit} more)" if len(names) > limit else ""
     return ", ".join(names[:limit]) + more
+
+
+def first_overlap(intervals: list[tuple], records: Sequence[Record]) -> tuple[tuple, tuple] | None:
+    """Sort (chrom, start, end, ...) tuples in record order, in place; the first overlapping pair."""
+    order = {r.name: i for i, r in enumerate(records)}
+    intervals.sort(key=lambda r: (order[r[0]], r[1]))
+    for prev, cur in zip(intervals, intervals[1:]):
+        if prev[0] == cur[0] and cur[1] < prev[2]:
+            return prev, cur
+    return None
 
 
 def chromosome_splits(records: Sequence[Record], selected: Sequence[Record], *,
@@ -237,7 +234,7 @@ def chromosome_splits(records: Sequence[Record], selected: Sequence[Record], *,
             hits = [r.name for r in records if fnmatch.fnmatchcase(r.name, pattern)]
             if not hits:
                 raise InputError(f"{key} entry {pattern!r} matches no FASTA record; records: "
-                                 f"{_few([r.name for r in records])}")
+                                 f"{few_names([r.name for r in records])}")
             if not any(h in chosen for h in hits):
                 raise InputError(
                     f"{key} entry {pattern!r} names {', '.join(hits)}, removed by include/exclude/"
@@ -249,7 +246,7 @@ def chromosome_splits(records: Sequence[Record], selected: Sequence[Record], *,
         segments.append(Segment(r.name, 0, r.length, split))
     if not any(s.split == "train" for s in segments):
         raise InputError(f"the train split ends up empty: every selected record "
-                         f"({_few([r.name for r in selected])}) is in valid_chroms or test_chroms")
+                         f"({few_names([r.name for r in selected])}) is in valid_chroms or test_chroms")
     return segments
 
 
@@ -289,7 +286,7 @@ def read_bed(path: str, *, all_records: Sequence[Record], selected: Sequence[Rec
                              f"got {start_s!r} {end_s!r}") from None
         if chrom not in lengths:
             raise InputError(f"{path}:{lineno}: chromosome {chrom!r} is not in the FASTA; "
-                             f"records: {_few(list(lengths))}")
+                             f"records: {few_names(list(lengths))}")
         if start < 0 or end <= start:
             raise InputError(f"{path}:{lineno}: interval {chrom}:{start}-{end} must have "
                              f"0 <= start < end")
@@ -301,12 +298,11 @@ def read_bed(path: str, *, all_records: Sequence[Record], selected: Sequence[Rec
         rows.append((chrom, start, end, split, lineno))
     if not rows:
         raise InputError(f"{path}: BED file has no interval")
-    order = {r.name: i for i, r in enumerate(all_records)}
-    rows.sort(key=lambda r: (order[r[0]], r[1]))
-    for prev, cur in zip(rows, rows[1:]):
-        if prev[0] == cur[0] and cur[1] < prev[2]:
-            raise InputError(f"{path}:{cur[4]}: interval {cur[0]}:{cur[1]}-{cur[2]} overlaps "
-                             f"line {prev[4]} ({prev[0]}:{prev[1]}-{prev[2]})")
+    overlap = first_overlap(rows, all_records)
+    if overlap:
+        prev, cur = overlap
+        raise InputError(f"{path}:{cur[4]}: interval {cur[0]}:{cur[1]}-{cur[2]} overlaps "
+                         f"line {prev[4]} ({prev[0]}:{prev[1]}-{prev[2]})")
     kept = [Segment(c, s, e, sp) for c, s, e, sp, _ in rows if c in chosen]
     for split in SPLITS:
         had = [r[0] for r in rows if r[3] == split]

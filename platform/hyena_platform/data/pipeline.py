@@ -1,6 +1,6 @@
 """Ray Data wiring: a FASTA or a shard directory -> a Dataset of chunks; chunks -> Parquet shards.
 
-    chunks = load_chunks(cfg.data)                      # tokenised once, held as Arrow blocks
+    chunks = load_chunks(cfg.data)                      # GenomeChunks: Arrow blocks + their layout
     manifest = write_shards(cfg.data, "s3://bucket/vc") # `hyena shard`: Parquet + _manifest.json
 
 A chunk row: ``chrom`` (string), ``start`` (int64, 0-based), ``split`` (string),
@@ -21,14 +21,13 @@ import json
 import math
 import os
 import posixpath
-import weakref
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from hyena_platform.data.config import DataConfig
-from hyena_platform.data.fasta import chunks_table
+from hyena_platform.data.chunks import chunks_table
 from hyena_platform.data.genome import ChunkSpec, GenomeLayout, plan_layout
-from hyena_platform.errors import HyenaPlatformError, InputError
+from hyena_platform.errors import InputError, user_errors_from_ray
 
 if TYPE_CHECKING:
     import ray.data
@@ -40,8 +39,19 @@ TOKENIZER = "hyenadna-char12"  # official ids: [CLS]=0 ... [UNK]=6 A=7 C=8 G=9 T
 CHUNK_COLUMNS = ("chrom", "start", "split", "segment_start", "tokens")
 TARGET_BLOCK_BYTES = 32 << 20  # uncompressed tokens per read task / Parquet file
 
-# Dataset -> the GenomeLayout it was loaded with (stage_windows checks window lengths with it).
-_LAYOUTS: "weakref.WeakKeyDictionary[Any, GenomeLayout]" = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class GenomeChunks:
+    """A genome's chunk rows as a Ray Dataset, with the layout they were read with.
+
+    The layout travels beside the Dataset, explicitly: window cutting needs it (split sizes,
+    segment lengths, chunk size) and any Dataset transformation would lose an attribute or a
+    registry entry keyed on the Dataset object.
+    """
+
+    dataset: "ray.data.Dataset"
+    layout: GenomeLayout
 
 
 @dataclass(frozen=True)
@@ -80,11 +90,6 @@ class ShardManifest:
         return [posixpath.join(root, f) for f in self.files]
 
 
-def layout_of(ds: Any) -> GenomeLayout | None:
-    """The genome layout `load_chunks` returned `ds` with (None for any other dataset)."""
-    return _LAYOUTS.get(ds)
-
-
 def genome_layout(cfg: DataConfig) -> GenomeLayout:
     """The layout of `cfg`'s genome, from its FASTA indexes or its shard manifest; no Ray."""
     return read_manifest(cfg.shards).layout if cfg.shards is not None else plan_layout(cfg)
@@ -95,8 +100,8 @@ def genome_layout(cfg: DataConfig) -> GenomeLayout:
 
 
 def load_chunks(cfg: DataConfig, *, num_cpus: float | None = None,
-                materialize: bool = True) -> "ray.data.Dataset":
-    """A Dataset of chunk rows from cfg's FASTA or shard directory.
+                materialize: bool = True) -> GenomeChunks:
+    """The chunk rows of cfg's FASTA or shard directory, with their layout.
 
     Materialised by default (held in the object store, spilled to disk if it must): the genome
     is tokenised or read once for all epochs and stages, and a bad character fails here, before
@@ -116,8 +121,7 @@ def load_chunks(cfg: DataConfig, *, num_cpus: float | None = None,
         ds = _chunk_dataset(layout, index_cache=cfg.index_cache, digest=False, num_cpus=num_cpus)
     if materialize:
         ds = _run(ds.materialize)
-    _LAYOUTS[ds] = layout
-    return ds
+    return GenomeChunks(ds, layout)
 
 
 def _cpus(num_cpus: float | None) -> dict[str, Any]:
@@ -155,30 +159,8 @@ def _read_chunks_batch(batch, *, keep_soft_mask: bool, index_cache: str | None, 
 
 def _run(fn, *args, **kwargs):
     """Call a Ray action; a user error raised inside a task comes back as itself, one line."""
-    try:
+    with user_errors_from_ray():
         return fn(*args, **kwargs)
-    except Exception as err:  # noqa: BLE001 - re-raised unchanged unless it wraps a user error
-        user = _find_user_error(err)
-        if user is not None:  # Ray may append retry advice on later lines: keep the message
-            raise type(user)(str(user).split("\n")[0]) from None
-        raise
-
-
-def _find_user_error(err: BaseException) -> HyenaPlatformError | None:
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [err]
-    while todo:
-        e = todo.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        cause = getattr(e, "cause", None)  # RayTaskError keeps the original exception here
-        if isinstance(cause, HyenaPlatformError):
-            return cause
-        if isinstance(e, HyenaPlatformError) and type(e).__module__.startswith("hyena_platform"):
-            return e
-        todo.extend([cause if isinstance(cause, BaseException) else None, e.__cause__, e.__context__])
-    return None
 
 
 # --------------------------------------------------------------------------------------------

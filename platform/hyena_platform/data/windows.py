@@ -26,13 +26,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hyena.tokenizer import N, reverse_complement_ids
-from hyena_platform.data.fasta import column_arrays
+from hyena_platform.data.chunks import column_arrays
+from hyena_platform.data.genome import GenomeLayout
+from hyena_platform.data.pipeline import GenomeChunks
 from hyena_platform.errors import InputError
 
 if TYPE_CHECKING:
     import ray.data
-
-    from hyena_platform.data.genome import GenomeLayout
 
 EMPTY = np.zeros(0, dtype=np.uint8)
 
@@ -144,7 +144,7 @@ def _to_examples(batch: dict[str, np.ndarray], *, coordinates: bool) -> dict[str
     return out
 
 
-def _partitions(layout: "GenomeLayout", split: str) -> int:
+def _partitions(layout: GenomeLayout, split: str) -> int:
     """Shuffle partitions for the segment groupby: one per segment, at most 16."""
     return max(1, min(16, sum(1 for s in layout.segments if s.split == split)))
 
@@ -155,7 +155,7 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 def stage_windows(
-    chunks: "ray.data.Dataset",
+    chunks: GenomeChunks,
     *,
     split: str,
     length: int,
@@ -165,35 +165,32 @@ def stage_windows(
     max_n_fraction: float = 1.0,
     shuffle: bool = True,
     coordinates: bool = False,
-    layout: "GenomeLayout | None" = None,
     num_cpus: float | None = None,
 ) -> "ray.data.Dataset":
     """Rows ``input_ids`` and ``labels`` (int64, `length` each) of `split`, for one epoch.
 
-    `layout` defaults to the one `load_chunks` returned `chunks` with; it is needed to check,
-    before any work, that the split exists and a window fits (InputError otherwise) and to
-    choose the path: windows up to `chunk_size` tokens are cut chunk by chunk; longer ones from
-    whole segments (a groupby, so a window may be as long as a chromosome).
+    The layout of `chunks` is checked first, before any work: the split must exist and a window
+    must fit (InputError otherwise); it also chooses the path: windows up to `chunk_size` tokens
+    are cut chunk by chunk; longer ones from whole segments (a groupby, so a window may be as
+    long as a chromosome).
     `shuffle` shuffles windows across the split with a seed from (seed, epoch).
     `coordinates` adds ``chrom``, ``start`` (of the window) and ``strand`` (+1/-1) columns.
     """
     from ray.data.expressions import col
 
-    from hyena_platform.data.pipeline import layout_of
-
-    layout = layout if layout is not None else layout_of(chunks)
-    if layout is None:
-        raise ValueError("stage_windows needs the genome layout of `chunks`: pass the dataset "
-                         "load_chunks returned, or layout=genome_layout(cfg)")
+    if not isinstance(chunks, GenomeChunks):
+        raise TypeError("stage_windows needs the genome layout of its chunks: pass the GenomeChunks "
+                        f"that load_chunks returned, not a {type(chunks).__name__}")
+    layout = chunks.layout
     layout.check_window(length, split)
     kw = dict(length=length, seed=seed, epoch=epoch, reverse_complement=reverse_complement,
               max_n_fraction=max_n_fraction)
     remote = {} if num_cpus is None else {"num_cpus": num_cpus}
     if length + 1 <= layout.chunk_size:
-        ds = chunks.map_batches(_cut_chunk_batch, batch_size=None, batch_format="pyarrow",
+        ds = chunks.dataset.map_batches(_cut_chunk_batch, batch_size=None, batch_format="pyarrow",
                                 fn_kwargs={"split": split, **kw}, **remote)
     else:
-        ds = (chunks.filter(expr=col("split") == split, **remote)
+        ds = (chunks.dataset.filter(expr=col("split") == split, **remote)
               .groupby(["chrom", "segment_start"], num_partitions=_partitions(layout, split))
               .map_groups(_cut_segment_group, batch_format="pyarrow", fn_kwargs=kw, **remote))
     if shuffle:

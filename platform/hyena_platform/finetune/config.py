@@ -17,7 +17,7 @@ from hyena_platform.config import apply_overrides, from_mapping, load_yaml_mappi
 from hyena_platform.finetune.data_config import FinetuneDataConfig
 from hyena_platform.finetune.kmer import BaselineConfig
 from hyena_platform.finetune.metrics import METRICS
-from hyena_platform.submit import SubmissionSection
+from hyena_platform.submission import SubmissionSection
 from hyena_platform.tracking import DEFAULT_URI, TrackingConfig
 from hyena_platform.train.config import CheckpointSection, ScalingSection
 

@@ -279,10 +279,10 @@ def fit(job: FinetuneJob, model, data: TaskData, plan: dict, weights, tcfg, run_
 
     from hyena_platform.finetune.callback import FinetuneCallback
     from hyena_platform.finetune.loop import finetune_loop_per_worker
-    from hyena_platform.train.launch import _ProgressTail, ensure_ray, storage_uri
+    from hyena_platform.ray_setup import start_ray
+    from hyena_platform.train.launch import Reporter, storage_uri
 
-    ensure_ray(job, log_to_driver=ray_logs)
-    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1")  # as pretraining: report() blocks up to this
+    start_ray(job.scaling.address, worker_logs=ray_logs)  # as pretraining (report interval included)
     sc = job.scaling
     resources = {"CPU": sc.cpus_per_worker, **({"GPU": sc.gpus_per_worker} if sc.use_gpu else {})}
     progress_dir = tempfile.mkdtemp(prefix="hyena-progress-")
@@ -301,15 +301,8 @@ def fit(job: FinetuneJob, model, data: TaskData, plan: dict, weights, tcfg, run_
             callbacks=[FinetuneCallback(tcfg, run_id, total_steps=plan["total_steps"], metric=job.metric,
                                         progress_path=progress_path)]),
     )
-    tail = _ProgressTail(progress_path, progress) if progress else None
-    if tail:
-        tail.start()
-    try:
+    with Reporter(progress_path, progress):
         return trainer.fit()
-    finally:
-        if tail:
-            tail.stopping.set()
-            tail.join(timeout=5)
 
 
 def register(job: FinetuneJob, result, data: TaskData, base: BaseModel, baseline: dict, plan: dict, tcfg,

@@ -25,7 +25,7 @@ import numpy as np
 from hyena_platform.config import apply_overrides, from_mapping, load_yaml_mapping
 from hyena_platform.errors import InputError
 from hyena_platform.finetune.data_config import Crop
-from hyena_platform.submit import SubmissionSection
+from hyena_platform.submission import SubmissionSection
 
 MANIFEST = "_manifest.json"
 PARTS = "parts"
@@ -323,10 +323,9 @@ def _predict_parts(job: PredictJob, model, resolved: str, ids: list[str], tokens
              for i in range(0, len(ids), size)]
     pending = [p for p in parts if p["part"] not in done]
     if pending:
-        if not ray.is_initialized():  # a cluster from RAY_ADDRESS, else a local Ray on 127.0.0.1
-            from hyena_platform import local_ray
+        from hyena_platform.ray_setup import start_ray
 
-            local_ray.init(os.environ.get("RAY_ADDRESS"), logging_level="WARNING", log_to_driver=ray_logs)
+        start_ray(None, worker_logs=ray_logs)  # a cluster from RAY_ADDRESS, else a local Ray on 127.0.0.1
         c = job.compute
         ds = ray.data.from_items(pending, override_num_blocks=len(pending)).map_batches(
             PredictReplica, batch_size=1, batch_format="pyarrow", concurrency=c.replicas, num_cpus=c.cpus_per_replica,

@@ -11,14 +11,13 @@ any work starts.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-from hyena_platform.config import apply_overrides, from_mapping, load_yaml_mapping, to_dict
+from hyena_platform.config import from_mapping, load_config, to_dict
 from hyena_platform.data.config import DataConfig
-from hyena_platform.submit import SubmissionSection
+from hyena_platform.submission import SubmissionSection
 from hyena_platform.tracking import DEFAULT_URI, TrackingConfig
 
 
@@ -206,16 +205,8 @@ class ScoreJob:
 
 def load_job(path: str | Path, overrides: Sequence[str] = ()) -> ScoreJob:
     """Read, override and validate a scoring job file; ConfigError on any problem."""
-    source = str(path)
-    data = load_yaml_mapping(path)
-    apply_overrides(data, overrides, source=source)
-    return job_from_mapping(data, source=source)
+    return load_config(ScoreJob, path, overrides)
 
 
 def job_from_mapping(data: dict[str, Any], *, source: str = "<job>") -> ScoreJob:
     return from_mapping(ScoreJob, data, source=source)
-
-
-def replace(job: ScoreJob, **sections: Any) -> ScoreJob:
-    """A copy with whole sections replaced (``replace(job, output=...)``)."""
-    return dataclasses.replace(job, **sections)

@@ -75,7 +75,7 @@ def pack_scores(rows: Sequence[tuple[dict[str, Any], Any]]):
     """[(chunk row dict, ChunkScores)] -> pyarrow table, one row per chunk."""
     import pyarrow as pa
 
-    from hyena_platform.data.genome import binary_array
+    from hyena_platform.data.chunks import binary_array
 
     meta_keys = ("index", "chrom", "start", "end", "length", "source", "read_s", "pid", "max_rss_mb")
     table = {k: [r[k] for r, _ in rows] for k in meta_keys}
@@ -91,7 +91,7 @@ def pack_scores(rows: Sequence[tuple[dict[str, Any], Any]]):
 
 
 def unpack_scores(batch) -> list[tuple[dict[str, Any], np.ndarray, dict[str, np.ndarray]]]:
-    from hyena_platform.data.genome import column_arrays
+    from hyena_platform.data.chunks import column_arrays
 
     names = [c[4:] for c in batch.column_names if c.startswith("col:")]
     refs = column_arrays(batch["ref"])

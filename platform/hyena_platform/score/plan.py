@@ -13,11 +13,12 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from hyena_platform.data.config import DataConfig
+from hyena_platform.data.fasta import content_digest
 from hyena_platform.data.genome import (
-    Record, bed_lines, bundled_genome_path, content_digest, read_records, select_records,
+    Record, bed_lines, bundled_genome_path, few_names, first_overlap, read_records, select_records,
 )
 from hyena_platform.errors import ConfigError, HyenaPlatformError, InputError
 from hyena_platform.score.config import ScoreJob, TargetSection
@@ -145,7 +146,7 @@ def resolve_targets(data: DataConfig, target: TargetSection) -> list[Region]:
     for chrom, start, end, where in wanted:
         rec = by_name.get(chrom)
         if rec is None:
-            raise InputError(f"{where}: unknown chromosome {chrom!r}; the FASTA has {_few(records)}")
+            raise InputError(f"{where}: unknown chromosome {chrom!r}; the FASTA has {few_names([], records)}")
         if chrom not in chosen:
             raise InputError(f"{where}: {chrom} is removed by data.include/exclude/min_length; "
                              "select it there or drop the region")
@@ -157,12 +158,11 @@ def resolve_targets(data: DataConfig, target: TargetSection) -> list[Region]:
             raise InputError(f"{where}: region {chrom}:{start}-{end} is outside {chrom} "
                              f"(0-{rec.length}, {rec.length:,} bp; coordinates are 0-based, end-exclusive)")
         regions.append((chrom, start, end, where, rec))
-    order = {r.name: i for i, r in enumerate(records)}
-    regions.sort(key=lambda r: (order[r[0]], r[1]))
-    for prev, cur in zip(regions, regions[1:]):
-        if prev[0] == cur[0] and cur[1] < prev[2]:
-            raise InputError(f"{cur[3]}: region {cur[0]}:{cur[1]}-{cur[2]} overlaps {prev[3]} "
-                             f"({prev[0]}:{prev[1]}-{prev[2]}); every base is scored once, merge them")
+    overlap = first_overlap(regions, records)
+    if overlap:
+        prev, cur = overlap
+        raise InputError(f"{cur[3]}: region {cur[0]}:{cur[1]}-{cur[2]} overlaps {prev[3]} "
+                         f"({prev[0]}:{prev[1]}-{prev[2]}); every base is scored once, merge them")
     return [Region(c, s, e, rec.length, rec.source) for c, s, e, _, rec in regions]
 
 
@@ -198,11 +198,6 @@ def read_bed_regions(path: str) -> list[tuple[str, int, int, str]]:
     if not rows:
         raise InputError(f"target.bed {path}: no interval in the file")
     return rows
-
-
-def _few(records: Sequence[Record], limit: int = 8) -> str:
-    names = [f"{r.name} ({r.length:,} bp)" for r in records]
-    return ", ".join(names[:limit]) + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
 
 
 # ------------------------------------------------------------------------------------------

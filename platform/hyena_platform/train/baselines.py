@@ -19,9 +19,10 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-FIRST_BASE_ID = 7  # A; then C G T N
-ALPHABET = 5
-PAD_ID = 4
+from hyena.tokenizer import BASES, A
+
+FIRST_BASE_ID = A  # the official ids of A C G T N are consecutive
+ALPHABET = len(BASES)
 LN2 = math.log(2.0)
 
 

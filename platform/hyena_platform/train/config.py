@@ -12,7 +12,6 @@ workers x micro-batch, live here).
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,10 +20,10 @@ from typing import Any, Literal, Sequence
 from hyena import HyenaConfig
 from hyena.config import VARIANTS, ConfigValueError
 
-from hyena_platform.config import apply_overrides, from_mapping, load_yaml_mapping, to_dict
+from hyena_platform.config import from_mapping, load_config, to_dict
 from hyena_platform.data.config import DataConfig
 from hyena_platform.errors import ConfigError
-from hyena_platform.submit import SubmissionSection
+from hyena_platform.submission import SubmissionSection
 from hyena_platform.tracking import TrackingConfig
 from hyena_platform.train.schedule import ScheduleError, Stage, plan_stages
 
@@ -247,10 +246,9 @@ class PretrainJob:
 
 def load_job(path: str | Path, overrides: Sequence[str] = ()) -> PretrainJob:
     """Read, override and validate a pretraining job file; ConfigError on any problem."""
-    source = str(path)
-    data = load_yaml_mapping(path)
-    apply_overrides(data, overrides, source=source)
-    return job_from_mapping(data, source=source)
+    job = load_config(PretrainJob, path, overrides)
+    check_job(job, source=str(path))
+    return job
 
 
 def job_from_mapping(data: dict[str, Any], *, source: str = "<job>") -> PretrainJob:
@@ -269,7 +267,3 @@ def check_job(job: PretrainJob, *, source: str, l_max: int | None = None) -> tup
         return job.stages(l_max)
     except ScheduleError as err:
         raise ConfigError(f"{source}: {err}") from None
-
-
-def replace_section(job: PretrainJob, **sections: Any) -> PretrainJob:
-    return dataclasses.replace(job, **sections)

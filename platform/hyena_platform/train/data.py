@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hyena_platform.data.config import DataConfig
+from hyena_platform.data.pipeline import GenomeChunks
 from hyena_platform.train.baselines import MarkovBaselines, count_orders, pack
 from hyena_platform.train.schedule import Stage
 
@@ -27,16 +28,7 @@ if TYPE_CHECKING:
     import ray.data
 
 
-def _layout(chunks):
-    from hyena_platform.data.pipeline import layout_of
-
-    layout = layout_of(chunks)
-    if layout is None:
-        raise ValueError("pass the dataset returned by hyena_platform.data.pipeline.load_chunks")
-    return layout
-
-
-def stage_dataset(chunks: "ray.data.Dataset", stage: Stage, *, data: DataConfig, global_batch: int,
+def stage_dataset(chunks: GenomeChunks, stage: Stage, *, data: DataConfig, global_batch: int,
                   num_cpus: float | None = None) -> "ray.data.Dataset":
     """Training windows for `stage`: ``stage.steps * global_batch`` rows.
 
@@ -45,7 +37,7 @@ def stage_dataset(chunks: "ray.data.Dataset", stage: Stage, *, data: DataConfig,
     """
     from hyena_platform.data.windows import stage_windows
 
-    layout = _layout(chunks)
+    layout = chunks.layout
     needed = stage.steps * global_batch
     train_bases = layout.split_bases().get("train", 0)
     per_epoch = max(1, int(0.8 * train_bases / (stage.length + 1)))  # margin: tails, N-heavy windows
@@ -60,7 +52,7 @@ def stage_dataset(chunks: "ray.data.Dataset", stage: Stage, *, data: DataConfig,
     return ds.limit(needed)
 
 
-def validation_windows(chunks: "ray.data.Dataset", length: int, count: int, *, data: DataConfig,
+def validation_windows(chunks: GenomeChunks, length: int, count: int, *, data: DataConfig,
                        split: str = "valid") -> tuple[np.ndarray, np.ndarray]:
     """`count` held-out windows of `length` (fewer if the split is small), spread over the split.
 
@@ -71,7 +63,7 @@ def validation_windows(chunks: "ray.data.Dataset", length: int, count: int, *, d
 
     ds = stage_windows(chunks, split=split, length=length, seed=data.seed, epoch=0, reverse_complement=False,
                        max_n_fraction=data.max_n_fraction, shuffle=False, coordinates=True)
-    layout = _layout(chunks)
+    layout = chunks.layout
     expected = max(1, layout.split_bases().get(split, 0) // (length + 1))
     if expected > 4 * count:  # sample before collecting: a genome-scale split does not fit the driver
         ds = ds.map_batches(_sample_rows, batch_format="numpy",
@@ -106,7 +98,7 @@ def _collect(ds) -> dict[str, np.ndarray]:
 
 
 def _count_batch(batch, *, max_order: int) -> dict[str, Any]:
-    from hyena_platform.data.genome import column_arrays
+    from hyena_platform.data.chunks import column_arrays
 
     total = None
     splits = batch["split"].to_pylist()
@@ -120,10 +112,10 @@ def _count_batch(batch, *, max_order: int) -> dict[str, Any]:
     return {"counts": total[None, :]}
 
 
-def fit_baselines(chunks: "ray.data.Dataset", max_order: int, *, num_cpus: float | None = None) -> MarkovBaselines:
+def fit_baselines(chunks: GenomeChunks, max_order: int, *, num_cpus: float | None = None) -> MarkovBaselines:
     """Order 0..max_order transition counts over the training split (chunk by chunk)."""
     remote = {} if num_cpus is None else {"num_cpus": num_cpus}
-    counted = chunks.map_batches(_count_batch, batch_size=None, batch_format="pyarrow",
+    counted = chunks.dataset.map_batches(_count_batch, batch_size=None, batch_format="pyarrow",
                                  fn_kwargs={"max_order": max_order}, **remote)
     model = MarkovBaselines(max_order)
     for batch in counted.iter_batches(batch_size=None, batch_format="numpy"):
@@ -134,7 +126,7 @@ def fit_baselines(chunks: "ray.data.Dataset", max_order: int, *, num_cpus: float
 
 
 def _digest_batch(batch) -> dict[str, Any]:
-    from hyena_platform.data.genome import column_arrays
+    from hyena_platform.data.chunks import column_arrays
 
     return {
         "chrom": np.array(batch["chrom"].to_pylist(), dtype=object),
@@ -145,15 +137,15 @@ def _digest_batch(batch) -> dict[str, Any]:
     }
 
 
-def content_hash(chunks: "ray.data.Dataset", data: DataConfig) -> str:
+def content_hash(chunks: GenomeChunks, data: DataConfig) -> str:
     """"sha256:<hex>": the shard manifest's content hash, or the same formula over FASTA chunks."""
     if data.shards is not None:
         from hyena_platform.data.pipeline import read_manifest
 
         return read_manifest(data.shards).content_hash
-    layout = _layout(chunks)
+    layout = chunks.layout
     digests: dict[tuple[str, int], tuple[str, str]] = {}
-    for batch in chunks.map_batches(_digest_batch, batch_size=None, batch_format="pyarrow").iter_batches(
+    for batch in chunks.dataset.map_batches(_digest_batch, batch_size=None, batch_format="pyarrow").iter_batches(
             batch_size=None, batch_format="numpy"):
         for chrom, start, split, digest in zip(batch["chrom"], batch["start"], batch["split"], batch["sha256"]):
             digests[(str(chrom), int(start))] = (str(split), str(digest))

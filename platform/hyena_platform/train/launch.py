@@ -3,13 +3,19 @@
     result = run_pretrain(load_job("jobs/pretrain_local.yaml"), source="jobs/pretrain_local.yaml")
     result.model_uri  # models:/hyenadna@candidate
 
-Order of work (the driver): resolve the model (variant, fields or init_from) and the warm-up
-stages; find or open the MLflow run of this Ray Train run (same storage path + name = the same
-run: a rerun after a killed driver resumes, a finished run is reused unless ``fresh``); load the
-genome chunks; build each stage's training windows and a fixed set of held-out windows per
-stage length; fit the k-mer baselines on the training split and evaluate them on those windows;
-run the TorchTrainer (the controller-side ReportCallback logs metrics); register the final
-checkpoint's model directory as a new model version with tags and the alias.
+`run_pretrain` is a table of contents over named steps, each usable on its own:
+
+    plan = plan_run(job, source)                # model (variant, fields or init_from), stages, names
+    run = open_or_resume_run(plan, fresh=...)   # the MLflow run of this Ray Train run, or a reused result
+    data = build_datasets(plan, run_id)         # chunks, content hash, held-out windows, stage windows
+    log_baselines(plan, run_id, data)           # k-mer baselines on the same held-out windows
+    trainer = build_trainer(plan, run_id, data) # TorchTrainer + ReportCallback (MLflow) + progress file
+    with Reporter(progress_file, progress): result = trainer.fit()
+    register(plan, run_id, result, data)        # the final checkpoint's model as a new model version
+
+Same storage path + run name = the same run: a rerun after a killed driver resumes, a finished
+run is reused unless ``fresh``. A fine-tuning job reuses `open_or_resume_run`, `build_trainer`
+(with its own per-worker function and datasets), `Reporter` and `register`.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import platform as _platform
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,7 +37,9 @@ from hyena import HyenaConfig
 from hyena_platform import tracking
 from hyena_platform.config import to_dict
 from hyena_platform.errors import ConfigError, HyenaPlatformError, InputError
+from hyena_platform.ray_setup import start_ray
 from hyena_platform.train.config import PretrainJob, check_job
+from hyena_platform.train.data import content_hash, fit_baselines, stage_dataset, validation_windows
 from hyena_platform.train.result import (  # noqa: F401 - re-exported: PretrainResult, StageSummary
     MODEL_VERSION_TAG,
     PretrainResult,
@@ -40,6 +49,7 @@ from hyena_platform.train.result import (  # noqa: F401 - re-exported: PretrainR
     reused_result,
     stage_summaries,
 )
+from hyena_platform.train.schedule import Stage
 
 ProgressFn = Callable[[dict[str, Any]], None]
 # Sections whose change makes a resumed run a different experiment (scaling, checkpoint and
@@ -95,32 +105,32 @@ def environment() -> dict[str, str]:
     return out
 
 
-def ensure_ray(job: PretrainJob, *, log_to_driver: bool = True) -> None:
-    """Connect to scaling.address or RAY_ADDRESS, else start a local Ray; no-op if connected."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    from hyena_platform import local_ray
-
-    local_ray.init(job.scaling.address or os.environ.get("RAY_ADDRESS"), logging_level="WARNING",
-                   log_to_driver=log_to_driver)
-
-
 def _resume_differences(job_params: dict[str, str], logged: dict[str, str]) -> list[str]:
     keys = {k for k in set(job_params) | set(logged) if k.startswith(RESUME_STRICT_SECTIONS)}
     return sorted(k for k in keys if job_params.get(k) != logged.get(k))
 
 
-class _ProgressTail(threading.Thread):
-    """Tails the controller's JSON-lines progress file and hands each event to `fn`."""
+class Reporter:
+    """Hands the controller's progress events (a JSON-lines file the ReportCallback appends to)
+    to `fn`, from a background thread, while the trainer runs: ``with Reporter(path, fn): ...``."""
 
-    def __init__(self, path: str, fn: ProgressFn):
-        super().__init__(daemon=True, name="hyena-progress")
+    def __init__(self, path: str, fn: ProgressFn | None):
         self.path, self.fn = path, fn
         self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._tail, daemon=True, name="hyena-progress")
 
-    def run(self) -> None:
+    def __enter__(self) -> "Reporter":
+        if self.fn is not None:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fn is not None:
+            self.stopping.set()
+            self.thread.join(timeout=5)
+
+    def _tail(self) -> None:
+        assert self.fn is not None
         offset = 0
         while True:
             stop = self.stopping.is_set()
@@ -138,15 +148,253 @@ class _ProgressTail(threading.Thread):
             self.stopping.wait(0.2)
 
 
+class Stopwatch:
+    """Seconds per phase of the driver, in order (logged in summary.json)."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.timings[phase] = round(now - self._last, 3)
+        self._last = now
+
+
+# ------------------------------------------------------------------------------ the steps
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything resolved before any work: the model, the stages, where the run lives."""
+
+    job: PretrainJob
+    source: str
+    tracking: tracking.TrackingConfig
+    model_config: HyenaConfig
+    init_state: dict | None
+    model_desc: str
+    stages: tuple[Stage, ...]
+    name: str  # the Ray Train run name
+    storage: str  # absolute storage path (or URI)
+    params: dict[str, str]  # MLflow params: the job, the resolved model and stages, the environment
+
+    @property
+    def run_key(self) -> str:
+        return f"{self.storage.rstrip('/')}/{self.name}"
+
+    @property
+    def total_steps(self) -> int:
+        return self.stages[-1].end_step
+
+    @property
+    def baseline_orders(self) -> tuple[int, ...]:
+        return tuple(sorted(set(self.job.train.baseline_orders)))
+
+
+def plan_run(job: PretrainJob, source: str) -> RunPlan:
+    """Resolve the model (variant, fields or init_from) and the warm-up stages; ConfigError on problems."""
+    tcfg = job.tracking.resolved()
+    model_cfg, init_state, model_desc = resolve_model(job, tcfg.uri, source=source)
+    stages = check_job(job, source=source, l_max=model_cfg.l_max)
+    assert stages is not None
+    params = {**tracking.flatten(to_dict(job)),
+              **{f"resolved.model.{k}": str(v) for k, v in model_cfg.to_dict().items()},
+              "resolved.stages": json.dumps([dataclasses.asdict(s) for s in stages]),
+              "resolved.parameters": str(_count_parameters(model_cfg)),
+              **environment()}
+    return RunPlan(job, source, tcfg, model_cfg, init_state, model_desc, stages, job.run_name(source),
+                   storage_uri(job.checkpoint.storage_path), params)
+
+
+def open_or_resume_run(plan: RunPlan, *, fresh: bool = False) -> str | PretrainResult:
+    """The MLflow run id of this Ray Train run (started, or reopened to resume), or the result of
+    a run that already finished (reused). `fresh` detaches the old run (run_pretrain has deleted
+    its checkpoints)."""
+    tcfg, job = plan.tracking, plan.job
+    existing = tracking.find_run(tcfg, plan.run_key)
+    if fresh and existing is not None:  # its checkpoints were deleted with the run directory
+        tracking.detach_run(tcfg, existing.info.run_id)
+        existing = None
+    if existing is None:
+        run_id = tracking.start_run(tcfg, run_key=plan.run_key, run_name=plan.name, tags={
+            "hyena.job": plan.source, "hyena.storage": plan.run_key, "hyena.model": plan.model_desc})
+        tracking.log_params(tcfg, run_id, plan.params)
+        tracking.log_text(tcfg, run_id, yaml.safe_dump(to_dict(job), sort_keys=False), "config.yaml")
+        return run_id
+    differences = _resume_differences(plan.params, existing.data.params)
+    if differences:
+        k = differences[0]
+        raise ConfigError(
+            f"{plan.source}: run {plan.name!r} in {plan.storage} was started with a different configuration "
+            f"({k}: {existing.data.params.get(k)!r} then, {plan.params.get(k)!r} now"
+            + (f", and {len(differences) - 1} more" if len(differences) > 1 else "")
+            + "); rerun with --fresh to start over, or set checkpoint.name to start a new run"
+        )
+    if existing.info.status == "FINISHED" and existing.data.tags.get(MODEL_VERSION_TAG):
+        return reused_result(tcfg, existing, plan.stages, plan.baseline_orders, plan.name, plan.run_key)
+    tracking.reopen_run(tcfg, existing.info.run_id)
+    return existing.info.run_id
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    chunks: Any  # GenomeChunks
+    data_hash: str
+    val: dict[int, tuple[Any, Any]]  # length -> (input_ids, labels) held-out windows
+    datasets: dict[str, Any]  # "train_<stage>" -> Ray Dataset of that stage's windows
+
+
+def build_datasets(plan: RunPlan, run_id: str, clock: Stopwatch | None = None) -> TrainingData:
+    """Load the genome chunks once; the content hash, held-out windows per length, stage windows."""
+    from hyena_platform.data.pipeline import load_chunks
+
+    clock = clock or Stopwatch()
+    job, tcfg = plan.job, plan.tracking
+    chunks = load_chunks(job.data)
+    clock.lap("load_chunks")
+    data_hash = content_hash(chunks, job.data)
+    tracking.set_tags(tcfg, run_id, {"hyena.data_hash": data_hash})
+    tracking.log_params(tcfg, run_id, {"resolved.data_hash": data_hash})
+    lengths = sorted({s.length for s in plan.stages})
+    val = {L: validation_windows(chunks, L, job.train.val_windows, data=job.data) for L in lengths}
+    clock.lap("validation_windows")
+    datasets = {f"train_{s.index}": stage_dataset(chunks, s, data=job.data, global_batch=job.train.global_batch)
+                for s in plan.stages}
+    return TrainingData(chunks, data_hash, val, datasets)
+
+
+def log_baselines(plan: RunPlan, run_id: str, data: TrainingData) -> None:
+    """Order-k Markov baselines fitted on the training split, evaluated on each stage's held-out
+    windows (once per run: a resumed run already has them)."""
+    tcfg, orders = plan.tracking, plan.baseline_orders
+    if not orders or tracking.metric_history(tcfg, run_id, f"baseline/order_{orders[0]}/bits_per_base"):
+        return
+    markov = fit_baselines(data.chunks, max(orders))
+    rows = []
+    for s in plan.stages:
+        ids, labels = data.val[s.length]
+        for k in orders:
+            bpb = markov.bits_per_base(ids, labels, k)
+            rows += [(f"baseline/order_{k}/bits_per_base", bpb, s.end_step),
+                     (f"baseline/order_{k}/perplexity", 2 ** bpb, s.end_step)]
+    tracking.log_metrics(tcfg, run_id, rows)
+    tracking.log_params(tcfg, run_id, {"baseline.train_bases": markov.n_train_bases})
+
+
+def build_trainer(plan: RunPlan, run_id: str, data: TrainingData, progress_path: str,
+                  train_fn: Callable[[dict], dict] | None = None, worker_config: Any = None):
+    """The TorchTrainer: scaling and checkpoint sections, the ReportCallback (the single MLflow
+    writer, also appending progress events to `progress_path`), the stage datasets.
+
+    `train_fn` / `worker_config` default to pretraining's loop and its WorkerConfig.
+    """
+    import ray
+    import ray.train
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from hyena_platform.train.callback import ReportCallback
+    from hyena_platform.train.loop import WorkerConfig, train_loop_per_worker
+
+    job, sc = plan.job, plan.job.scaling
+    if worker_config is None:
+        worker_config = WorkerConfig(
+            train=job.train, stages=plan.stages, model_config=plan.model_config.to_dict(),
+            checkpoint_every=job.checkpoint.every_steps, torch_threads=sc.torch_threads,
+            init_weights=ray.put(plan.init_state) if plan.init_state is not None else None,
+            val_sets={L: ray.put(v) for L, v in data.val.items()},
+        )
+    resources = {"CPU": sc.cpus_per_worker, **({"GPU": sc.gpus_per_worker} if sc.use_gpu else {})}
+    callback = ReportCallback(plan.tracking, run_id, total_steps=plan.total_steps, n_stages=len(plan.stages),
+                              progress_path=progress_path)
+    return TorchTrainer(
+        train_fn or train_loop_per_worker, train_loop_config={"worker": worker_config},
+        torch_config=TorchConfig(backend=sc.torch_backend),
+        scaling_config=ray.train.ScalingConfig(num_workers=sc.num_workers, use_gpu=sc.use_gpu,
+                                               resources_per_worker=resources),
+        run_config=ray.train.RunConfig(
+            name=plan.name, storage_path=plan.storage,
+            failure_config=ray.train.FailureConfig(max_failures=job.checkpoint.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=job.checkpoint.keep),
+            callbacks=[callback],
+        ),
+        datasets=data.datasets,
+    )
+
+
+def check_outcome(plan: RunPlan, run_id: str, result: Any) -> None:
+    """A clean stop (non-finite loss) becomes TrainingDivergedError; a missing or short final
+    checkpoint is a bug."""
+    outcome = result.return_value or {}
+    if outcome.get("status") == "stopped":
+        where = result.checkpoint.path if result.checkpoint else "none (no checkpoint was written)"
+        message = f"{outcome.get('message')}; the last good checkpoint is {where}"
+        tracking.set_tags(plan.tracking, run_id, {"hyena.stopped": message})
+        tracking.end_run(plan.tracking, run_id, "FAILED")
+        raise TrainingDivergedError(
+            f"training stopped: {message}. Lower train.lr, check the data, or resume with another config "
+            "(--fresh)"
+        )
+    if result.checkpoint is None:
+        raise RuntimeError("training finished without a checkpoint")  # the loop always saves the last step
+
+
+def register(plan: RunPlan, run_id: str, result: Any, data: TrainingData) -> tuple[str, list[StageSummary]]:
+    """Register the final checkpoint's model directory as a new version (tags, alias, model
+    card); returns (version, per-stage summaries)."""
+    tcfg, total, data_hash = plan.tracking, plan.total_steps, data.data_hash
+    with result.checkpoint.as_directory() as directory:
+        meta = json.loads((Path(directory) / "meta.json").read_text())
+        if meta["step"] != total:
+            raise RuntimeError(f"the last checkpoint is at step {meta['step']}, expected {total}")
+        summaries = stage_summaries(tcfg, run_id, plan.stages, plan.baseline_orders)
+        final = summaries[-1]
+        measured = final.val_loss is not None
+        tags = {
+            "run_id": run_id, "variant": plan.model_desc, "data_hash": data_hash, "steps": total,
+            "seq_len": final.length, "parameters": plan.params["resolved.parameters"],
+            "val_perplexity": f"{final.val_perplexity:.6g}" if measured else "nan",
+            "val_bits_per_base": f"{final.val_bits_per_base:.6g}" if measured else "nan",
+        }
+        card = pretrain_card(
+            title=f"HyenaDNA {plan.model_desc}, pretrained {total} steps (run {plan.name})",
+            model_config=plan.model_config.to_dict(), parameters=int(plan.params["resolved.parameters"]),
+            data=plan.job.data, data_hash=data_hash, split_bases=data.chunks.layout.split_bases(),
+            stages=summaries,
+            lineage={"base model": tracking.lineage_uri(plan.job.model.init_from, tcfg.uri), "MLflow run": run_id,
+                     "Ray Train run": plan.run_key, "job": plan.source})
+        version = tracking.register_model_dir(
+            tcfg, run_id, Path(directory) / "model", tags=tags,
+            description=f"HyenaDNA {plan.model_desc}, {total} steps, run {plan.name}", card=card,
+        )
+    return version, summaries
+
+
+def finish_run(plan: RunPlan, run_id: str, result: Any, data_hash: str, version: str,
+               summaries: list[StageSummary], timings: dict[str, float]) -> None:
+    """summary.json, the model-version tag, and the run marked FINISHED."""
+    tcfg = plan.tracking
+    summary = {
+        "model_uri": f"models:/{tcfg.register_as}@{tcfg.alias}", "version": version, "run_name": plan.name,
+        "checkpoint": result.checkpoint.path, "data_hash": data_hash,
+        "stages": [{**dataclasses.asdict(s), "val_perplexity": s.val_perplexity,
+                    "val_bits_per_base": s.val_bits_per_base} for s in summaries],
+        "timings_s": timings,
+    }
+    tracking.log_text(tcfg, run_id, json.dumps(summary, indent=2), "summary.json")
+    tracking.set_tags(tcfg, run_id, {MODEL_VERSION_TAG: version})
+    tracking.end_run(tcfg, run_id, "FINISHED")
+
+
 # -------------------------------------------------------------------------------------- main
 
 
 def run_pretrain(job: PretrainJob, *, source: str = "<job>", fresh: bool = False,
-                 progress: ProgressFn | None = None, ray_logs: bool = True) -> PretrainResult:
+                 progress: ProgressFn | None = None, ray_logs: bool = False) -> PretrainResult:
     """Run (or resume, or reuse) the job; see the module docstring.
 
     `progress` receives one event dict per report (stage, step, loss, tokens/s, ETA, held-out
-    metrics). `ray_logs=False` keeps Ray's worker logs off this terminal when Ray is started here.
+    metrics). `ray_logs=True` forwards Ray's worker logs to this terminal when Ray is started here.
     The run directory (checkpoint.storage_path/name) is locked while the job runs; `fresh`
     deletes only the files Ray Train and this job wrote there (hyena_platform.train.rundir).
     """
@@ -162,194 +410,41 @@ def run_pretrain(job: PretrainJob, *, source: str = "<job>", fresh: bool = False
 
 def _run_pretrain(job: PretrainJob, *, source: str, fresh: bool, progress: ProgressFn | None,
                   ray_logs: bool) -> PretrainResult:
-    import ray
-    import ray.train
-    from ray.train.torch import TorchConfig, TorchTrainer
-
-    from hyena_platform.data.pipeline import layout_of, load_chunks
-    from hyena_platform.train.callback import ReportCallback
-    from hyena_platform.train.data import content_hash, fit_baselines, stage_dataset, validation_windows
-    from hyena_platform.train.loop import train_loop_per_worker
-
-    timings: dict[str, float] = {}
-    clock = [time.perf_counter()]
-
-    def lap(phase: str) -> None:
-        now = time.perf_counter()
-        timings[phase] = round(now - clock[0], 3)
-        clock[0] = now
-
-    tcfg = job.tracking.resolved()
-    model_cfg, init_state, model_desc = resolve_model(job, tcfg.uri, source=source)
-    stages = check_job(job, source=source, l_max=model_cfg.l_max)
-    assert stages is not None
-    total = stages[-1].end_step
-    name = job.run_name(source)
-    storage = storage_uri(job.checkpoint.storage_path)
-    run_key = f"{storage.rstrip('/')}/{name}"
-
-    # ---- MLflow: find the run of this Ray Train run, or start one
-    params = {**tracking.flatten(to_dict(job)),
-              **{f"resolved.model.{k}": str(v) for k, v in model_cfg.to_dict().items()},
-              "resolved.stages": json.dumps([dataclasses.asdict(s) for s in stages]),
-              "resolved.parameters": str(_count_parameters(model_cfg)),
-              **environment()}
-    existing = tracking.find_run(tcfg, run_key)
-    if fresh:
-        if existing is not None:
-            tracking.detach_run(tcfg, existing.info.run_id)
-            existing = None
-    if existing is not None:
-        differences = _resume_differences(params, existing.data.params)
-        if differences:
-            k = differences[0]
-            raise ConfigError(
-                f"{source}: run {name!r} in {storage} was started with a different configuration "
-                f"({k}: {existing.data.params.get(k)!r} then, {params.get(k)!r} now"
-                + (f", and {len(differences) - 1} more" if len(differences) > 1 else "")
-                + "); rerun with --fresh to start over, or set checkpoint.name to start a new run"
-            )
-        run_id = existing.info.run_id
-        version = existing.data.tags.get(MODEL_VERSION_TAG)
-        if existing.info.status == "FINISHED" and version:
-            return reused_result(tcfg, existing, stages, tuple(sorted(set(job.train.baseline_orders))), name,
-                                 run_key)
-        tracking.reopen_run(tcfg, run_id)
-    else:
-        run_id = tracking.start_run(tcfg, run_key=run_key, run_name=name, tags={
-            "hyena.job": source, "hyena.storage": run_key, "hyena.model": model_desc})
-        tracking.log_params(tcfg, run_id, params)
-        tracking.log_text(tcfg, run_id, yaml.safe_dump(to_dict(job), sort_keys=False), "config.yaml")
-    lap("tracking_setup")
-
+    """`run_pretrain` inside the run directory's lock: the steps of the module docstring."""
+    clock = Stopwatch()
+    plan = plan_run(job, source)
+    run = open_or_resume_run(plan, fresh=fresh)
+    if isinstance(run, PretrainResult):
+        return run
+    run_id = run
+    clock.lap("tracking_setup")
     try:
-        ensure_ray(job, log_to_driver=ray_logs)
-        if not ray_logs:
-            import logging
-
-            import ray.data
-
-            logging.getLogger("ray.data").setLevel(logging.ERROR)
-            ray.data.DataContext.get_current().enable_progress_bars = False
-        lap("ray_init")
-        os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1")  # report() can block up to this long
-
-        # ---- data, held-out windows, baselines
-        chunks = load_chunks(job.data)
-        lap("load_chunks")
-        data_hash = content_hash(chunks, job.data)
-        tracking.set_tags(tcfg, run_id, {"hyena.data_hash": data_hash})
-        tracking.log_params(tcfg, run_id, {"resolved.data_hash": data_hash})
-        lengths = sorted({s.length for s in stages})
-        val = {L: validation_windows(chunks, L, job.train.val_windows, data=job.data) for L in lengths}
-        lap("validation_windows")
-        orders = tuple(sorted(set(job.train.baseline_orders)))
-        if orders and not tracking.metric_history(tcfg, run_id, f"baseline/order_{orders[0]}/bits_per_base"):
-            markov = fit_baselines(chunks, max(orders))
-            rows = []
-            for s in stages:
-                ids, labels = val[s.length]
-                for k in orders:
-                    bpb = markov.bits_per_base(ids, labels, k)
-                    rows += [(f"baseline/order_{k}/bits_per_base", bpb, s.end_step),
-                             (f"baseline/order_{k}/perplexity", 2 ** bpb, s.end_step)]
-            tracking.log_metrics(tcfg, run_id, rows)
-            tracking.log_params(tcfg, run_id, {"baseline.train_bases": markov.n_train_bases})
-        lap("baselines")
-        datasets = {f"train_{s.index}": stage_dataset(chunks, s, data=job.data, global_batch=job.train.global_batch)
-                    for s in stages}
-
-        # ---- the TorchTrainer
-        sc = job.scaling
-        resources = {"CPU": sc.cpus_per_worker, **({"GPU": sc.gpus_per_worker} if sc.use_gpu else {})}
-        progress_dir = tempfile.mkdtemp(prefix="hyena-progress-")
-        progress_path = os.path.join(progress_dir, "progress.jsonl")
-        loop_config = {
-            "job": job, "stages": stages, "model_config": model_cfg.to_dict(),
-            "init_weights": ray.put(init_state) if init_state is not None else None,
-            "val_sets": {L: ray.put(v) for L, v in val.items()},
-        }
-        trainer = TorchTrainer(
-            train_loop_per_worker, train_loop_config=loop_config,
-            torch_config=TorchConfig(backend=sc.torch_backend),
-            scaling_config=ray.train.ScalingConfig(num_workers=sc.num_workers, use_gpu=sc.use_gpu,
-                                                   resources_per_worker=resources),
-            run_config=ray.train.RunConfig(
-                name=name, storage_path=storage,
-                failure_config=ray.train.FailureConfig(max_failures=job.checkpoint.max_failures),
-                checkpoint_config=ray.train.CheckpointConfig(num_to_keep=job.checkpoint.keep),
-                callbacks=[ReportCallback(tcfg, run_id, total_steps=total, n_stages=len(stages),
-                                          progress_path=progress_path)],
-            ),
-            datasets=datasets,
-        )
-        tail = _ProgressTail(progress_path, progress) if progress else None
-        if tail:
-            tail.start()
-        try:
+        start_ray(job.scaling.address, worker_logs=ray_logs)
+        clock.lap("ray_init")
+        data = build_datasets(plan, run_id, clock)
+        log_baselines(plan, run_id, data)
+        clock.lap("baselines")
+        progress_path = os.path.join(tempfile.mkdtemp(prefix="hyena-progress-"), "progress.jsonl")
+        trainer = build_trainer(plan, run_id, data, progress_path)
+        with Reporter(progress_path, progress):
             result = trainer.fit()
-        finally:
-            if tail:
-                tail.stopping.set()
-                tail.join(timeout=5)
-        lap("fit")
-
-        # ---- the outcome
-        outcome = result.return_value or {}
-        if outcome.get("status") == "stopped":
-            where = result.checkpoint.path if result.checkpoint else "none (no checkpoint was written)"
-            message = f"{outcome.get('message')}; the last good checkpoint is {where}"
-            tracking.set_tags(tcfg, run_id, {"hyena.stopped": message})
-            tracking.end_run(tcfg, run_id, "FAILED")
-            raise TrainingDivergedError(
-                f"training stopped: {message}. Lower train.lr, check the data, or resume with another config "
-                "(--fresh)"
-            )
-        if result.checkpoint is None:
-            raise RuntimeError("training finished without a checkpoint")  # the loop always saves the last step
-        with result.checkpoint.as_directory() as directory:
-            meta = json.loads((Path(directory) / "meta.json").read_text())
-            if meta["step"] != total:
-                raise RuntimeError(f"the last checkpoint is at step {meta['step']}, expected {total}")
-            summaries = stage_summaries(tcfg, run_id, stages, orders)
-            final = summaries[-1]
-            tags = {
-                "run_id": run_id, "variant": model_desc, "data_hash": data_hash, "steps": total,
-                "seq_len": final.length, "parameters": params["resolved.parameters"],
-                "val_perplexity": f"{final.val_perplexity:.6g}" if final.val_loss is not None else "nan",
-                "val_bits_per_base": f"{final.val_bits_per_base:.6g}" if final.val_loss is not None else "nan",
-            }
-            card = pretrain_card(
-                title=f"HyenaDNA {model_desc}, pretrained {total} steps (run {name})",
-                model_config=model_cfg.to_dict(), parameters=int(params["resolved.parameters"]), data=job.data,
-                data_hash=data_hash, split_bases=layout_of(chunks).split_bases(), stages=summaries,
-                lineage={"base model": tracking.lineage_uri(job.model.init_from, tcfg.uri), "MLflow run": run_id,
-                         "Ray Train run": run_key, "job": source})
-            version = tracking.register_model_dir(
-                tcfg, run_id, Path(directory) / "model", tags=tags,
-                description=f"HyenaDNA {model_desc}, {total} steps, run {name}", card=card,
-            )
-        summary = {
-            "model_uri": f"models:/{tcfg.register_as}@{tcfg.alias}", "version": version, "run_name": name,
-            "checkpoint": result.checkpoint.path, "data_hash": data_hash,
-            "stages": [{**dataclasses.asdict(s), "val_perplexity": s.val_perplexity,
-                        "val_bits_per_base": s.val_bits_per_base} for s in summaries],
-        }
-        lap("register")
-        summary["timings_s"] = timings
-        tracking.log_text(tcfg, run_id, json.dumps(summary, indent=2), "summary.json")
-        tracking.set_tags(tcfg, run_id, {MODEL_VERSION_TAG: version})
-        tracking.end_run(tcfg, run_id, "FINISHED")
+        clock.lap("fit")
+        check_outcome(plan, run_id, result)
+        version, summaries = register(plan, run_id, result, data)
+        clock.lap("register")
+        finish_run(plan, run_id, result, data.data_hash, version, summaries, clock.timings)
     except TrainingDivergedError:
         raise
     except BaseException:
-        tracking.end_run(tcfg, run_id, "FAILED")
+        tracking.end_run(plan.tracking, run_id, "FAILED")
         raise
+    tcfg = plan.tracking
     return PretrainResult(
-        run_id=run_id, run_name=name, tracking_uri=tcfg.uri, experiment=tcfg.experiment,
+        run_id=run_id, run_name=plan.name, tracking_uri=tcfg.uri, experiment=tcfg.experiment,
         model_name=tcfg.register_as, model_version=version, alias=tcfg.alias,
-        checkpoint_path=result.checkpoint.path, storage_path=run_key, data_hash=data_hash,
-        stages=summaries, steps=total, tokens_per_s=median_tokens_per_s(tcfg, run_id), timings=timings,
+        checkpoint_path=result.checkpoint.path, storage_path=plan.run_key, data_hash=data.data_hash,
+        stages=summaries, steps=plan.total_steps, tokens_per_s=median_tokens_per_s(tcfg, run_id),
+        timings=clock.timings,
     )
 
 

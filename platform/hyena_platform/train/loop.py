@@ -1,9 +1,17 @@
-"""The per-worker training loop (runs inside Ray Train workers).
+"""The per-worker training loop (runs inside Ray Train workers), as a handful of reusable steps.
 
-One call of `train_loop_per_worker` per worker process. It builds the model, wraps it in DDP
-(gloo on CPU, NCCL on GPU, set up by TorchTrainer), restores the latest checkpoint if Ray Train
-has one (a restarted worker group, or a rerun of the same job), then runs optimizer steps,
-stage by stage, where the stage is a function of the global step.
+One call of `train_loop_per_worker` per worker process; it reads like its table of contents:
+
+    worker = set_up_worker(cfg)              # threads, rank, device, restore, model, optimizer, DDP
+    while worker.step < total:
+        batches = data.batches_for(stage)    # StageData: this stage's shard, next one prefetched
+        stats = train_step(worker, stage, batches)
+        validate_if_due(...)                 # held-out loss at stage ends and every val_every
+        reporter.report(...)                 # Reporter: metrics + checkpoint to ray.train.report
+
+A fine-tuning job reuses these as they are: its own `WorkerConfig` (a TrainSection, stages, the
+model to start from) and its own batches; `set_up_worker`, `train_step`, `validate`, `Reporter`
+and `save_checkpoint` do not know which objective the model's ``labels`` train.
 
 Reports: every `train.log_every` steps, at each checkpoint, at each validation and at the end,
 all workers call ``ray.train.report`` (a barrier). Rank 0's report carries the per-step metrics
@@ -18,12 +26,14 @@ import os
 import tempfile
 import threading
 import time
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 
+from hyena.tokenizer import PAD
 from hyena_platform.train.schedule import Stage, lr_factor, stage_at
 from hyena_platform.train.state import (
     DataPosition,
@@ -37,11 +47,22 @@ from hyena_platform.train.state import (
     save_shared,
 )
 
-PAD_ID = 4
 
+@dataclass(frozen=True)
+class WorkerConfig:
+    """What a training worker needs, and nothing more (not the whole job)."""
 
-class NonFiniteLoss(Exception):
-    """Raised inside the loop body; turned into a clean stop report (no retry)."""
+    train: Any  # TrainSection (or a fine-tuning job's train section with the same optimizer fields)
+    stages: tuple[Stage, ...]
+    model_config: dict[str, Any]  # HyenaConfig.to_dict()
+    checkpoint_every: int  # optimizer steps between checkpoints
+    torch_threads: int
+    init_weights: Any = None  # ObjectRef of a state dict, or None: fresh weights
+    val_sets: dict[int, Any] = field(default_factory=dict)  # length -> ObjectRef of (input_ids, labels)
+
+    @property
+    def total_steps(self) -> int:
+        return self.stages[-1].end_step
 
 
 def build_optimizer(model: torch.nn.Module, train) -> tuple[torch.optim.Optimizer, Any]:
@@ -52,7 +73,7 @@ def build_optimizer(model: torch.nn.Module, train) -> tuple[torch.optim.Optimize
     optimizer = torch.optim.AdamW(
         param_groups(model, train.weight_decay), lr=train.lr, betas=tuple(train.betas), fused=fused or None,
     )
-    total = train_total_steps(train)
+    total = train.steps if train.steps is not None else sum(s.steps for s in train.stages)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, partial(lr_factor, total=total, warmup_fraction=train.warmup_fraction,
                            min_ratio=train.min_lr_ratio),
@@ -60,196 +81,299 @@ def build_optimizer(model: torch.nn.Module, train) -> tuple[torch.optim.Optimize
     return optimizer, scheduler
 
 
-def train_total_steps(train) -> int:
-    return train.steps if train.steps is not None else sum(s.steps for s in train.stages)
+# ------------------------------------------------------------------------------- set-up
 
 
-def train_loop_per_worker(config: dict) -> dict:
-    """Returns (rank 0's is kept by Ray Train) {"status": "done" | "stopped", "step", "message"}."""
-    import ray
+@dataclass
+class Worker:
+    """One worker's model, optimizer and place in the run."""
+
+    cfg: WorkerConfig
+    rank: int
+    world: int
+    device: torch.device
+    model: torch.nn.Module
+    ddp: torch.nn.Module  # the model wrapped in DDP (the model itself with one worker)
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    autocast: Callable[[], Any]
+    step: int = 0
+    position: DataPosition | None = None  # restored data position of this rank
+    resumed_from: int | None = None
+    replay: dict[str, Any] = field(default_factory=dict)  # metrics reported with the checkpoint
+
+
+def set_up_worker(cfg: WorkerConfig) -> Worker:
+    """Threads, rank, device, model (fresh, initial weights or the checkpoint's), optimizer, DDP."""
     import ray.train
     import ray.train.torch
+
     from hyena import HyenaConfig, HyenaDNAForCausalLM
 
-    job = config["job"]
-    stages: tuple[Stage, ...] = tuple(config["stages"])
-    total = stages[-1].end_step
-    train = job.train
-    torch.set_num_threads(job.scaling.torch_threads)
-
+    torch.set_num_threads(cfg.torch_threads)
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
-    torch.manual_seed(train.seed)  # identical initial weights on every rank (DDP also broadcasts)
-
-    # Start this attempt's first stage's data now, so Ray Data's start-up overlaps model set-up.
-    checkpoint = ray.train.get_checkpoint()
-    start_step, start_position = 0, None
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            start_step = read_meta(directory)["step"]
-            start_position = read_position(Path(directory), rank)
-    upcoming: _Prefetched | None = None
-    if start_step < total:
-        first = stage_at(stages, start_step)
-        upcoming = _Prefetched(ray.train.get_dataset_shard(f"train_{first.index}"), first,
-                               _skip(first, start_step, start_position))
-
-    model = HyenaDNAForCausalLM(HyenaConfig.from_dict(config["model_config"]))
-    if config.get("init_weights") is not None:
-        model.load_state_dict(ray.get(config["init_weights"]))
-    if train.activation_checkpointing:
+    torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank (DDP also broadcasts)
+    model = HyenaDNAForCausalLM(HyenaConfig.from_dict(cfg.model_config))
+    if cfg.init_weights is not None:
+        model.load_state_dict(ray.get(cfg.init_weights))
+    if cfg.train.activation_checkpointing:
         model.set_activation_checkpointing(True)
     model.to(device)
-    optimizer, scheduler = build_optimizer(model, train)
-
-    step, position, resumed_from, replay = 0, None, None, {}
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            step = load_shared(Path(directory), model, optimizer, scheduler)
-            position = load_rank(Path(directory), rank)
-            replay = read_reported(Path(directory)) if rank == 0 else {}
-        resumed_from = step
-    if position is None:
-        # Fresh start (or a rank that did not exist before): seed the data-side randomness per rank.
-        torch.manual_seed(train.seed * 1000 + 17 + rank)
-
-    ddp = ray.train.torch.prepare_model(model) if world > 1 else model
-    use_bf16 = train.precision == "bf16" or (train.precision == "auto" and device.type == "cuda")
+    optimizer, scheduler = build_optimizer(model, cfg.train)
+    use_bf16 = cfg.train.precision == "bf16" or (cfg.train.precision == "auto" and device.type == "cuda")
     autocast = (partial(torch.autocast, device_type=device.type, dtype=torch.bfloat16)
                 if use_bf16 else contextlib.nullcontext)
-    val_sets = config["val_sets"]  # length -> ObjectRef of (input_ids, labels) numpy arrays
+    worker = Worker(cfg, rank, world, device, model, model, optimizer, scheduler, autocast)
+    restore(worker)
+    if worker.position is None:
+        # Fresh start (or a rank that did not exist before): seed the data-side randomness per rank.
+        torch.manual_seed(cfg.train.seed * 1000 + 17 + rank)
+    worker.ddp = ray.train.torch.prepare_model(model) if world > 1 else model
+    return worker
 
-    # On resume, the metrics reported with the checkpoint go out again (logged only if missing).
-    history: list[dict] = list(replay.get("history", []))
-    val_results: list[dict] = list(replay.get("val", []))
-    last_report_s = 0.0
-    current: Stage | None = None
-    batches: Iterator[dict] | None = None
-    consumed = 0
-    t_start = t_prev = time.perf_counter()
-    cpu_prev = time.process_time()  # this worker process's CPU time, all its threads
 
-    def report(event: str, *, save: bool, extra: dict | None = None) -> None:
-        nonlocal history, val_results, events, last_report_s
-        stage = stage_at(stages, step)
-        metrics = {"step": step, "stage": stage.index, "event": event, "pid": os.getpid(), "rank": rank}
-        if rank == 0:
-            metrics.update(history=history, val=val_results, events=events, last_report_s=last_report_s,
-                           **(extra or {}))
+def restore(worker: Worker) -> None:
+    """Load Ray Train's latest checkpoint, if any, into the worker (step, weights, data position)."""
+    import ray.train
+
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return
+    with checkpoint.as_directory() as directory:
+        worker.step = load_shared(Path(directory), worker.model, worker.optimizer, worker.scheduler)
+        worker.position = load_rank(Path(directory), worker.rank)
+        worker.replay = read_reported(Path(directory)) if worker.rank == 0 else {}
+    worker.resumed_from = worker.step
+
+
+def first_step_and_position(rank: int) -> tuple[int, DataPosition | None]:
+    """The step and data position of the checkpoint this attempt resumes from (read before the
+    model is built, so the first stage's data can start loading at once)."""
+    import ray.train
+
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return 0, None
+    with checkpoint.as_directory() as directory:
+        return read_meta(directory)["step"], read_position(Path(directory), rank)
+
+
+# ------------------------------------------------------------------------------- data
+
+
+class StageData:
+    """Each stage's micro-batches from this worker's dataset shard ``train_<stage index>``; the
+    next stage's first batch is fetched in the background while the current one trains."""
+
+    def __init__(self, stages: tuple[Stage, ...], step: int, position: DataPosition | None):
+        self.stages = stages
+        self.position = position
+        self.current: Stage | None = None
+        self.batches: Iterator[dict] | None = None
+        self.consumed = 0  # micro-batches of the current stage consumed so far
+        first = stage_at(stages, step) if step < stages[-1].end_step else None
+        self.upcoming = _Prefetched(_shard(first), first, _skip(first, step, position)) if first else None
+
+    def batches_for(self, stage: Stage, step: int) -> Iterator[dict]:
+        """The micro-batch iterator of `stage`, switching stage (and prefetching the next) if needed."""
+        if self.current is not None and stage.index == self.current.index:
+            assert self.batches is not None
+            return self.batches
+        if self.upcoming is not None and self.upcoming.stage.index == stage.index:
+            self.batches, self.consumed = self.upcoming, self.upcoming.skip
+        else:  # not expected: the first stage and every next one are prefetched
+            skip = _skip(stage, step, self.position)
+            self.batches, self.consumed = _stage_batches(_shard(stage), stage, skip), skip
+        self.current = stage
+        # Start the next stage's data now (its windows are shuffled before the first batch comes
+        # out), so the stage change does not wait for it.
+        following = self.stages[stage.index + 1] if stage.index + 1 < len(self.stages) else None
+        self.upcoming = _Prefetched(_shard(following), following, 0) if following else None
+        return self.batches
+
+
+def _shard(stage: Stage):
+    import ray.train
+
+    return ray.train.get_dataset_shard(f"train_{stage.index}")
+
+
+# ------------------------------------------------------------------------------- one step
+
+
+@dataclass(frozen=True)
+class StepStats:
+    loss: float  # mean over workers
+    tokens: int  # non-pad labels, all workers
+    grad_norm: float
+    lr: float
+    data_s: float
+    compute_s: float
+
+    @property
+    def finite(self) -> bool:
+        return math.isfinite(self.loss) and math.isfinite(self.grad_norm)
+
+
+def train_step(worker: Worker, stage: Stage, batches: Iterator[dict], data: StageData) -> StepStats:
+    """One optimizer step: `stage.grad_accum` micro-batches per worker, clipped, all-reduced stats.
+
+    A non-finite loss or gradient norm leaves the weights as they were (see StepStats.finite).
+    """
+    ddp, model = worker.ddp, worker.model
+    data_s = compute_s = 0.0
+    loss_sum = torch.zeros((), device=worker.device)
+    tokens = torch.zeros((), device=worker.device)
+    ddp.train()
+    for micro in range(stage.grad_accum):
         t0 = time.perf_counter()
-        if save:
-            with tempfile.TemporaryDirectory(prefix="hyena-ckpt-") as tmp:
-                tmp_path = Path(tmp)
-                if rank == 0:
-                    save_shared(tmp_path, model, optimizer, scheduler, step=step,
-                                meta={"stage": stage.index, "total_steps": total, "length": stage.length})
-                    save_reported(tmp_path, {"history": history, "val": val_results})
-                save_rank(tmp_path, rank, DataPosition(current.index if current else stage.index, consumed))
-                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp),
-                                 checkpoint_dir_name=f"checkpoint_{step:08d}")
-        else:
-            ray.train.report(metrics)
-        last_report_s = time.perf_counter() - t0
-        # New lists: the reported dict may be serialised after report() returns.
-        history, val_results, events = [], [], []
+        batch = next(batches)
+        t1 = time.perf_counter()
+        data_s += t1 - t0
+        x = batch["input_ids"].to(worker.device, non_blocking=True)  # (B, L)
+        y = batch["labels"].to(worker.device, non_blocking=True)  # (B, L)
+        last = micro == stage.grad_accum - 1
+        sync = contextlib.nullcontext() if (last or ddp is model) else ddp.no_sync()
+        with sync:
+            with worker.autocast():
+                loss = ddp(x, labels=y).loss / stage.grad_accum
+            loss.backward()
+        loss_sum += loss.detach()
+        tokens += (y != PAD).sum()
+        data.consumed += 1
+        compute_s += time.perf_counter() - t1
+    t2 = time.perf_counter()
+    clip = worker.cfg.train.grad_clip
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip if clip > 0 else float("inf"))
+    stats = torch.stack([loss_sum.float(), tokens.float(), grad_norm.float()])
+    if worker.world > 1:
+        torch.distributed.all_reduce(stats)
+    lr = worker.optimizer.param_groups[0]["lr"]
+    out = StepStats(float(stats[0]) / worker.world, int(stats[1]), float(stats[2]) / worker.world, lr,
+                    data_s, 0.0)
+    if out.finite:
+        worker.optimizer.step()
+        worker.scheduler.step()
+        worker.step += 1
+    worker.optimizer.zero_grad(set_to_none=True)
+    return StepStats(out.loss, out.tokens, out.grad_norm, lr, data_s, compute_s + time.perf_counter() - t2)
 
-    events: list[dict] = []
-    if resumed_from is not None:
-        events.append({"type": "resumed", "step": resumed_from})
 
-    while step < total:
-        stage = stage_at(stages, step)
-        if current is None or stage.index != current.index:
-            if upcoming is not None and upcoming.stage.index == stage.index:
-                batches, consumed = upcoming, upcoming.skip
-            else:  # not expected: the first stage and every next one are prefetched
-                skip = _skip(stage, step, position)
-                batches = _stage_batches(ray.train.get_dataset_shard(f"train_{stage.index}"), stage, skip)
-                consumed = skip
-            current = stage
-            # Start the next stage's data now (its windows are shuffled before the first batch comes
-            # out), so the stage change does not wait for it.
-            upcoming = None
-            if stage.index + 1 < len(stages):
-                following = stages[stage.index + 1]
-                upcoming = _Prefetched(ray.train.get_dataset_shard(f"train_{following.index}"), following, 0)
-        assert batches is not None
+# ------------------------------------------------------------------------------- reports
 
-        # ---- one optimizer step: grad_accum micro-batches per worker
-        data_s = compute_s = 0.0
-        loss_sum = torch.zeros((), device=device)
-        tokens = torch.zeros((), device=device)
-        ddp.train()
-        for micro in range(stage.grad_accum):
-            t0 = time.perf_counter()
-            batch = next(batches)
-            t1 = time.perf_counter()
-            data_s += t1 - t0
-            x = batch["input_ids"].to(device, non_blocking=True)  # (B, L)
-            y = batch["labels"].to(device, non_blocking=True)  # (B, L)
-            last = micro == stage.grad_accum - 1
-            sync = contextlib.nullcontext() if (last or ddp is model) else ddp.no_sync()
-            with sync:
-                with autocast():
-                    loss = ddp(x, labels=y).loss / stage.grad_accum
-                loss.backward()
-            loss_sum += loss.detach()
-            tokens += (y != PAD_ID).sum()
-            consumed += 1
-            compute_s += time.perf_counter() - t1
-        t2 = time.perf_counter()
-        grad_norm = torch.nn.utils.clip_grad_norm_(
-            model.parameters(), train.grad_clip if train.grad_clip > 0 else float("inf")
-        )
-        stats = torch.stack([loss_sum.float(), tokens.float(), grad_norm.float()])
-        if world > 1:
-            torch.distributed.all_reduce(stats)
-        global_loss = float(stats[0]) / world
-        global_tokens = int(stats[1])
-        norm = float(stats[2]) / world
-        if not (math.isfinite(global_loss) and math.isfinite(norm)):
-            optimizer.zero_grad(set_to_none=True)
-            message = (f"non-finite loss ({global_loss}) or gradient norm ({norm}) at step {step + 1} "
-                       f"(stage {stage.index}, length {stage.length}); the weights were not updated")
-            report("stopped", save=False, extra={"message": message})
-            _flush_reports(rank, step)
-            return {"status": "stopped", "step": step, "message": message}
-        lr = optimizer.param_groups[0]["lr"]
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        compute_s += time.perf_counter() - t2
-        now = time.perf_counter()
-        step_s = now - t_prev
-        t_prev = now
-        cpu_now = time.process_time()
-        cpu_s, cpu_prev = cpu_now - cpu_prev, cpu_now
-        if rank == 0:
-            history.append({
-                "step": step, "loss": global_loss, "lr": lr, "grad_norm": norm, "stage": stage.index,
-                "seq_len": stage.length, "tokens": global_tokens, "tokens_per_s": global_tokens / step_s,
-                "step_s": step_s, "data_s": data_s, "compute_s": compute_s, "cpu_s": cpu_s,
-                "time_s": now - t_start,
+
+class Reporter:
+    """Collects rank 0's per-step metrics and validations and sends them, with a checkpoint when
+    asked, through ``ray.train.report`` (every rank calls it: it is a barrier)."""
+
+    def __init__(self, worker: Worker):
+        self.worker = worker
+        # On resume, the metrics reported with the checkpoint go out again (logged only if missing).
+        self.history: list[dict] = list(worker.replay.get("history", []))
+        self.val: list[dict] = list(worker.replay.get("val", []))
+        self.events: list[dict] = []
+        if worker.resumed_from is not None:
+            self.events.append({"type": "resumed", "step": worker.resumed_from})
+        self.last_report_s = 0.0
+        self.t_start = self.t_prev = time.perf_counter()
+        self.cpu_prev = time.process_time()  # this worker process's CPU time, all its threads
+
+    def record_step(self, stage: Stage, stats: StepStats) -> None:
+        now, cpu_now = time.perf_counter(), time.process_time()
+        step_s, self.t_prev = now - self.t_prev, now
+        cpu_s, self.cpu_prev = cpu_now - self.cpu_prev, cpu_now
+        if self.worker.rank == 0:
+            self.history.append({
+                "step": self.worker.step, "loss": stats.loss, "lr": stats.lr, "grad_norm": stats.grad_norm,
+                "stage": stage.index, "seq_len": stage.length, "tokens": stats.tokens,
+                "tokens_per_s": stats.tokens / step_s, "step_s": step_s, "data_s": stats.data_s,
+                "compute_s": stats.compute_s, "cpu_s": cpu_s, "time_s": now - self.t_start,
             })
 
-        # ---- validation: at the end of every stage, and every val_every steps
-        stage_done = step == stage.end_step
-        if stage_done or (train.val_every and step % train.val_every == 0):
-            loss, count = _validate(model, ray.get(val_sets[stage.length]), rank, world, stage.micro_batch,
-                                    device, autocast)
-            if rank == 0:
-                val_results.append({"step": step, "stage": stage.index, "seq_len": stage.length,
-                                    "loss": loss, "tokens": count, "stage_end": stage_done})
-        save = step % job.checkpoint.every_steps == 0 or step == total
-        if save or stage_done or step % train.log_every == 0:
-            report("done" if step == total else "progress", save=save)  # its time counts in the next step_s
+    def record_validation(self, stage: Stage, loss: float, count: int, stage_end: bool) -> None:
+        if self.worker.rank == 0:
+            self.val.append({"step": self.worker.step, "stage": stage.index, "seq_len": stage.length,
+                             "loss": loss, "tokens": count, "stage_end": stage_end})
 
-    if resumed_from == total:
-        report("done", save=False)  # rerun of a finished run: nothing to do
-    _flush_reports(rank, step)
-    return {"status": "done", "step": step, "message": ""}
+    def report(self, event: str, *, data: StageData | None = None, extra: dict | None = None) -> None:
+        """Report; with `data`, also save a checkpoint (this worker's data position included)."""
+        import ray.train
+
+        w = self.worker
+        stage = stage_at(w.cfg.stages, w.step)
+        metrics = {"step": w.step, "stage": stage.index, "event": event, "pid": os.getpid(), "rank": w.rank}
+        if w.rank == 0:
+            metrics.update(history=self.history, val=self.val, events=self.events,
+                           last_report_s=self.last_report_s, **(extra or {}))
+        t0 = time.perf_counter()
+        if data is not None:
+            save_checkpoint(w, stage, data, metrics, {"history": self.history, "val": self.val})
+        else:
+            ray.train.report(metrics)
+        self.last_report_s = time.perf_counter() - t0
+        # New lists: the reported dict may be serialised after report() returns.
+        self.history, self.val, self.events = [], [], []
+
+
+def save_checkpoint(worker: Worker, stage: Stage, data: StageData, metrics: dict, reported: dict) -> None:
+    """Write this worker's part of a checkpoint and report it (Ray Train merges the ranks' files)."""
+    import ray.train
+
+    with tempfile.TemporaryDirectory(prefix="hyena-ckpt-") as tmp:
+        tmp_path = Path(tmp)
+        if worker.rank == 0:
+            save_shared(tmp_path, worker.model, worker.optimizer, worker.scheduler, step=worker.step,
+                        meta={"stage": stage.index, "total_steps": worker.cfg.total_steps, "length": stage.length})
+            save_reported(tmp_path, reported)
+        current = data.current.index if data.current else stage.index
+        save_rank(tmp_path, worker.rank, DataPosition(current, data.consumed))
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp),
+                         checkpoint_dir_name=f"checkpoint_{worker.step:08d}")
+
+
+# ------------------------------------------------------------------------------- the loop
+
+
+def train_loop_per_worker(config: dict) -> dict:
+    """Returns (rank 0's is kept by Ray Train) {"status": "done" | "stopped", "step", "message"}.
+
+    `config` is ``{"worker": WorkerConfig}``.
+    """
+    import ray
+    import ray.train
+
+    cfg: WorkerConfig = config["worker"]
+    total = cfg.total_steps
+    # Start this attempt's first stage's data now, so Ray Data's start-up overlaps model set-up.
+    data = StageData(cfg.stages, *first_step_and_position(ray.train.get_context().get_world_rank()))
+    worker = set_up_worker(cfg)
+    data.position = worker.position
+    reporter = Reporter(worker)
+    while worker.step < total:
+        stage = stage_at(cfg.stages, worker.step)
+        stats = train_step(worker, stage, data.batches_for(stage, worker.step), data)
+        if not stats.finite:
+            message = (f"non-finite loss ({stats.loss}) or gradient norm ({stats.grad_norm}) at step "
+                       f"{worker.step + 1} (stage {stage.index}, length {stage.length}); the weights were not updated")
+            reporter.report("stopped", extra={"message": message})
+            _flush_reports(worker.rank, worker.step)
+            return {"status": "stopped", "step": worker.step, "message": message}
+        reporter.record_step(stage, stats)
+        step = worker.step
+        stage_done = step == stage.end_step
+        if stage_done or (cfg.train.val_every and step % cfg.train.val_every == 0):
+            loss, count = validate(worker, ray.get(cfg.val_sets[stage.length]), stage.micro_batch)
+            reporter.record_validation(stage, loss, count, stage_done)
+        save = step % cfg.checkpoint_every == 0 or step == total
+        if save or stage_done or step % cfg.train.log_every == 0:
+            # its time counts in the next step_s
+            reporter.report("done" if step == total else "progress", data=data if save else None)
+    if worker.resumed_from == total:
+        reporter.report("done")  # rerun of a finished run: nothing to do
+    _flush_reports(worker.rank, worker.step)
+    return {"status": "done", "step": worker.step, "message": ""}
 
 
 def _flush_reports(rank: int, step: int) -> None:
@@ -321,13 +445,14 @@ class _Prefetched:
 
 
 @torch.no_grad()
-def _validate(model, data, rank: int, world: int, batch_size: int, device, autocast) -> tuple[float, int]:
+def validate(worker: Worker, data, batch_size: int) -> tuple[float, int]:
     """Mean next-token cross-entropy (nats) over non-pad labels of the held-out windows.
 
     Rank r evaluates windows r, r + world, ...; sums are all-reduced so every rank gets the result.
     """
     import torch.nn.functional as F
 
+    model, rank, world, device = worker.model, worker.rank, worker.world, worker.device
     input_ids, labels = data
     input_ids, labels = input_ids[rank::world], labels[rank::world]
     was_training = model.training
@@ -336,11 +461,11 @@ def _validate(model, data, rank: int, world: int, batch_size: int, device, autoc
     for i in range(0, len(input_ids), batch_size):
         x = torch.as_tensor(input_ids[i:i + batch_size], dtype=torch.int64, device=device)
         y = torch.as_tensor(labels[i:i + batch_size], dtype=torch.int64, device=device)
-        with autocast():
+        with worker.autocast():
             logits = model(x).logits
         nll = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1),
-                              ignore_index=PAD_ID, reduction="sum")
-        total += torch.stack([nll.double(), (y != PAD_ID).sum().double()])
+                              ignore_index=PAD, reduction="sum")
+        total += torch.stack([nll.double(), (y != PAD).sum().double()])
     if world > 1:
         torch.distributed.all_reduce(total)
     model.train(was_training)

@@ -17,7 +17,7 @@ from typing import Any, Literal, Sequence
 from hyena_platform.config import apply_overrides, from_mapping, load_yaml_mapping, to_dict
 from hyena_platform.data.config import DataConfig
 from hyena_platform.score.config import ComputeSection, ModelSection, TrackingSection, check_reference_data
-from hyena_platform.submit import SubmissionSection
+from hyena_platform.submission import SubmissionSection
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,58 @@
+"""The one place this platform starts or connects to Ray, and sets how much of Ray's output shows.
+
+Every job calls `start_ray(address, ...)`: connect to `address`, else $RAY_ADDRESS, else start a
+local Ray bound to 127.0.0.1 (hyena_platform.local_ray; no dashboard); a no-op when this process
+is already connected (a test session, a job
+that started Ray itself). The terminal shows our progress lines: Ray's own loggers stay at
+WARNING (Ray Data's at CRITICAL: it logs a failing task's whole stack before the driver re-raises
+the error, which the CLI prints as one line), Ray Data's progress bars are off unless asked for,
+and worker logs reach this terminal only when asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+# Ray Train's controller polls workers every RAY_TRAIN_HEALTH_CHECK_INTERVAL_S (default 2 s) and
+# each ray.train.report() waits for a poll: 0.1 s keeps frequent reports cheap. Given to the
+# job's runtime_env (so every Ray process of the job sees it), never set in this process.
+JOB_ENV_VARS = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1"}
+QUIET_LOGGERS = {"ray": logging.WARNING, "ray.train": logging.WARNING, "ray.tune": logging.WARNING,
+                 "ray.data": logging.CRITICAL}
+
+
+def start_ray(address: str | None = None, *, worker_logs: bool = False, progress_bars: bool = False) -> None:
+    """Connect to `address` or $RAY_ADDRESS, else start a local Ray; no-op if already connected.
+
+    `worker_logs` forwards the workers' stdout/stderr to this terminal; `progress_bars` shows Ray
+    Data's progress bars instead of our progress lines.
+    """
+    import ray
+    import ray.data
+
+    from hyena_platform import local_ray  # a local Ray listens on 127.0.0.1 only
+
+    quiet_ray_logs()
+    if not ray.is_initialized():
+        local_ray.init(address or os.environ.get("RAY_ADDRESS"), logging_level="WARNING",
+                       log_to_driver=worker_logs, runtime_env={"env_vars": dict(JOB_ENV_VARS)})
+    set_progress_bars(progress_bars)
+
+
+def quiet_ray_logs() -> None:
+    """Ray's and Ray Data's loggers at the levels above (Ray configures them when imported)."""
+    import ray.data  # noqa: F401 - configures its loggers on import; set the levels afterwards
+
+    for name, level in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(level)
+
+
+def set_progress_bars(enabled: bool) -> None:
+    """Ray Data's progress bars on or off (off: also skip its "progress bars disabled" notice)."""
+    import ray.data
+    from ray.util.debug import log_once
+
+    ray.data.DataContext.get_current().enable_progress_bars = enabled
+    if not enabled:
+        log_once("ray_data_progress_manager_disabled")
