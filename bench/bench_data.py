@@ -13,6 +13,11 @@
 3. Window iteration (`iter_torch_batches` over `stage_windows`, tiny-1k windows of 1024 with
    shuffle and reverse-complement) against the tokens/s one tiny-1k training step (forward,
    backward, AdamW; batch 16 x 1024) consumes on this CPU. Goal >= 10x.
+4. BGZF range reads (`--bgzf-only` runs just this): our reader (`data/fasta.py` FastaReader:
+   the .gzi, one read, block-by-block inflate) against the libraries that could replace it,
+   Biopython's `Bio.bgzf` (through pyfaidx, which uses it for bgzip) and pysam (htslib's
+   `faidx_fetch_seq`), on the bundled genome: whole 1 Mi chunks (pretraining, scoring) and
+   random 1 kb windows (variant effects). Every reader's bases are checked equal.
 """
 
 from __future__ import annotations
@@ -220,11 +225,80 @@ def bench_windows(steps: int = 5) -> tuple[float, float, int]:
     return iter_rate, step_rate, torch.get_num_threads()
 
 
+def bgzf_readers(path: str) -> dict[str, object]:
+    """name -> fetch(chrom, start, end) -> the bases (newlines dropped) as bytes or str."""
+    import zlib
+
+    import pyfaidx
+    import pysam
+
+    ours = fasta.FastaReader(path, None)
+    ours_zlib = fasta.FastaReader(path, None, inflate=zlib.decompress)
+    biopython = pyfaidx.Fasta(path, as_raw=True, sequence_always_upper=False)  # Bio.bgzf underneath
+    htslib = pysam.FastaFile(path)
+    return {
+        f"ours ({fasta.inflate_backend()[0]})": lambda c, s, e: ours.raw(c, s, e).translate(None, b"\r\n"),
+        "ours (zlib)": lambda c, s, e: ours_zlib.raw(c, s, e).translate(None, b"\r\n"),
+        "Bio.bgzf (pyfaidx)": lambda c, s, e: biopython.faidx.fetch(c, s + 1, e),
+        "pysam (htslib)": lambda c, s, e: htslib.fetch(c, s, e),
+    }
+
+
+def bench_bgzf(seed: int = 0) -> list[tuple[str, float, float, float, float]]:
+    """(reader, chunks Mb/s per CPU-s, wall; 1 kb windows Mb/s per CPU-s, wall), best of rounds
+    run in alternation (every reader once per round), so load changes hit all readers alike."""
+    path = str(BUNDLED_GENOME)
+    readers = bgzf_readers(path)
+    lengths = {r.name: r.length for r in plan_layout(DataConfig(valid_chroms=[])).records}
+    chunks = [(c, s, min(s + (1 << 20), n)) for c, n in lengths.items() for s in range(0, n, 1 << 20)]
+    rng = np.random.default_rng(seed)
+    names = list(lengths)
+    windows = []
+    for _ in range(2000):
+        c = names[int(rng.integers(len(names)))]
+        s = int(rng.integers(0, lengths[c] - 1000))
+        windows.append((c, s, s + 1000))
+    def as_bytes(x):
+        return x if isinstance(x, bytes) else str(x).encode()
+
+    for c, s, e in chunks[:2] + windows[:50]:  # the same bases from every reader
+        got = {name: as_bytes(fetch(c, s, e)) for name, fetch in readers.items()}
+        assert len(set(got.values())) == 1, (c, s, e, {k: len(v) for k, v in got.items()})
+    best: dict[str, list[float]] = {name: [0.0, 0.0, 0.0, 0.0] for name in readers}
+    for _ in range(3):
+        for name in readers:
+            for col, ranges in ((0, chunks), (2, windows)):
+                fasta._OPEN.clear()
+                fetch = bgzf_readers(path)[name]  # fresh readers: no block cached from an earlier pass
+                t0, c0 = time.perf_counter(), time.process_time()
+                bases = sum(len(fetch(c, s, e)) for c, s, e in ranges)
+                dt, dc = time.perf_counter() - t0, time.process_time() - c0
+                best[name][col] = max(best[name][col], bases / max(dc, 1e-9) / 1e6)
+                best[name][col + 1] = max(best[name][col + 1], bases / dt / 1e6)
+    return [(name, *v) for name, v in best.items()]
+
+
+def print_bgzf() -> None:
+    print("\n4. BGZF range reads, bundled genome (bgzip), Mb/s; best of 3 alternating rounds")
+    print(f"   {'reader':20s} {'1 Mi chunks':^21s}   {'2,000 random 1 kb windows':^25s}")
+    print(f"   {'':20s} {'per CPU-s':>10s} {'wall':>10s}   {'per CPU-s':>10s} {'wall':>10s}")
+    rows = bench_bgzf()
+    ours = rows[0]
+    for name, *v in rows:
+        print(f"   {name:20s} {v[0]:10.1f} {v[1]:10.1f}   {v[2]:10.2f} {v[3]:10.2f}")
+    for name, *v in rows[2:]:
+        print(f"   {ours[0]} / {name}: chunks {ours[1] / v[0]:.2f}x, 1 kb windows {ours[3] / v[2]:.2f}x (per CPU-s)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--genome-mb", type=int, default=400, help="size of the synthetic genome for part 2")
     parser.add_argument("--num-cpus", type=int, default=2, help="CPUs of the local Ray")
+    parser.add_argument("--bgzf-only", action="store_true", help="run part 4 only (BGZF readers)")
     args = parser.parse_args()
+    if args.bgzf_only:
+        print_bgzf()
+        return 0
 
     import ray
     import ray.data
@@ -265,6 +339,7 @@ def main() -> int:
         print(f"   tiny-1k train step ({threads} torch threads):        {step_rate:12,.0f}")
         print(f"   ratio: {iter_rate / step_rate:.1f}x  (goal >= 10x)")
         ray.shutdown()
+    print_bgzf()
     print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     return 0
 

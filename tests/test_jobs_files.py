@@ -3,19 +3,22 @@ can build its submission (the job file inside its working_dir, py_modules presen
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from hyena_platform.config import load_yaml_mapping
-from hyena_platform.submit import build_request, job_kind
+from hyena_platform.jobs import kind_of
+from hyena_platform.submit import build_request
 
 REPO = Path(__file__).resolve().parents[1]
 JOBS = sorted((REPO / "jobs").glob("*.yaml"))
+SHEBANG = "#!/usr/bin/env -S hyena run"
 
 
 def test_there_are_jobs_of_every_kind():
-    kinds = {job_kind(load_yaml_mapping(p), source=p.name) for p in JOBS}
+    kinds = {kind_of(load_yaml_mapping(p), source=p.name) for p in JOBS}
     assert {"pretrain", "score", "shard"} <= kinds
     names = {p.name for p in JOBS}
     assert {"pretrain.yaml", "score.yaml", "pretrain_smoke.yaml", "pretrain_fake_cluster.yaml"} <= names
@@ -26,7 +29,10 @@ def test_job_file_loads_validates_and_builds_its_submission(path):
     request = build_request(path.relative_to(REPO), cwd=REPO)  # loads with the kind's strict loader
     assert request.entrypoint.startswith(f"hyena {request.kind} jobs/{path.name}")
     text = path.read_text()
-    assert text.startswith("#"), f"{path.name}: start with a comment saying what the job is and how to run it"
+    assert text.startswith(SHEBANG + "\n#"), (
+        f"{path.name}: start with {SHEBANG!r}, then a comment saying what the job is and how to run it")
+    assert os.access(path, os.X_OK), f"{path.name}: make it executable (chmod +x), so `{path.name}` runs it"
+    assert load_yaml_mapping(path)["kind"] == request.kind  # every job file says what it is
 
 
 @pytest.mark.parametrize("name", ["pretrain_smoke.yaml", "pretrain_fake_cluster.yaml"])

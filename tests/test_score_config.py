@@ -142,10 +142,14 @@ def test_a_track_of_a_column_the_job_does_not_write(model_dir, tmp_path):
 def test_config_errors_name_the_key(model_dir, tmp_path):
     with pytest.raises(ConfigError, match="unknown key window.strid"):
         job_from_mapping(mapping(model_dir, tmp_path, window={"strid": 3}), source="s.yaml")
-    with pytest.raises(ConfigError, match="data.shards: scoring reads FASTA"):
+    # Scoring's data section is its own type: training-only keys are unknown, with the reason.
+    with pytest.raises(ConfigError, match=r"s.yaml: unknown key data.shards; valid keys in data: exclude, fasta, "
+                                          r"include, index_cache, min_length; this job reads FASTA directly"):
         job_from_mapping(mapping(model_dir, tmp_path, data={"shards": "x"}), source="s.yaml")
-    with pytest.raises(ConfigError, match="data.max_n_fraction has no effect for scoring"):
+    with pytest.raises(ConfigError, match="unknown key data.max_n_fraction;.*shapes training splits or windows"):
         job_from_mapping(mapping(model_dir, tmp_path, data={"max_n_fraction": 0.5}), source="s.yaml")
+    with pytest.raises(ConfigError, match="unknown key data.bed;.*give the regions in target.bed"):
+        job_from_mapping(mapping(model_dir, tmp_path, data={"bed": "x.bed"}), source="s.yaml")
     with pytest.raises(ConfigError, match="missing required key model"):
         job_from_mapping({"output": {"path": "x"}}, source="s.yaml")
     with pytest.raises(ConfigError, match="compute.precision"):

@@ -7,8 +7,8 @@ temp dirs, started and stopped here (never `ray stop`):
   extra raylets on this machine, added and removed by Ray's own autoscaler), whose head has no
   CPUs.
 
-Three submissions run at once (their fixed costs overlap): the plain form
-`ray job submit --working-dir . -- hyena pretrain jobs/pretrain_smoke.yaml` on the plain head;
+Three submissions run at once (their fixed costs overlap): the plain form with the executable
+job file as the entrypoint, `ray job submit --working-dir . -- jobs/pretrain_smoke.yaml`, on the plain head;
 `hyena submit` of a job that fails on the cluster (exit code 1, the error streamed back); and
 `hyena submit jobs/pretrain_fake_cluster.yaml` on the autoscaling head, which must add nodes,
 succeed and register its model; then the idle nodes must go away. Step times are printed at the
@@ -114,8 +114,10 @@ def jobs(servers):
     the autoscaling head's NodeWatch, still sampling until the module ends)."""
     s = servers
     commands = {
+        # The job file is the entrypoint: its `#!/usr/bin/env -S hyena run` line runs it (the
+        # working_dir upload keeps the executable bit).
         "plain": ([str(BIN / "ray"), "job", "submit", "--working-dir", ".", "--",
-                   "hyena", "pretrain", SMOKE, *job_overrides(s, "plain")], s.plain),
+                   SMOKE, *job_overrides(s, "plain")], s.plain),
         "failing": ([str(BIN / "hyena"), "submit", SMOKE, *job_overrides(s, "failing"),
                      "--set", "data.fasta=[/nonexistent/genome.fa]"], s.plain),
         "autoscale": ([str(BIN / "hyena"), "submit", FAKE, *job_overrides(s, "autoscale")], s.fake),

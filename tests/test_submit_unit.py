@@ -13,11 +13,11 @@ import pytest
 import yaml
 
 from hyena_platform.errors import ConfigError
+from hyena_platform.jobs import KINDS, kind_of
 from hyena_platform.submit import (
     DEFAULT_ADDRESS,
     SubmissionSection,
     build_request,
-    job_kind,
     resolve_address,
     token_auth_wanted,
 )
@@ -118,12 +118,19 @@ def test_a_job_file_outside_the_working_dir_is_refused(tmp_path):
         build_request("jobs/job.yaml", cwd=tmp_path)
 
 
-def test_job_kind_from_the_sections():
-    assert job_kind({"model": {}, "train": {}}, source="a") == "pretrain"
-    assert job_kind({"model": {"uri": "x"}, "output": {"path": "o"}}, source="a") == "score"
-    assert job_kind({"output": "shards/", "data": {}}, source="a") == "shard"
+def test_kind_from_the_sections_when_a_file_has_no_kind():
+    assert kind_of({"model": {}, "train": {}}, source="a") == "pretrain"
+    assert kind_of({"model": {"uri": "x"}, "output": {"path": "o"}}, source="a") == "score"
+    assert kind_of({"output": "shards/", "data": {}}, source="a") == "shard"
     with pytest.raises(ConfigError, match="either a pretrain job or a score job"):
-        job_kind({"train": {}, "window": {}}, source="a")
+        kind_of({"train": {}, "window": {}}, source="a")
+
+
+def test_an_explicit_kind_wins_and_must_be_known():
+    assert kind_of({"kind": "shard", "model": {}, "train": {}}, source="a") == "shard"
+    with pytest.raises(ConfigError, match=r"a: kind must be one of pretrain, score, shard.*got 'trian'"):
+        kind_of({"kind": "trian"}, source="a")
+    assert set(KINDS) >= {"pretrain", "score", "shard"}
 
 
 def test_score_and_shard_jobs_are_submitted_with_their_command(tmp_path):
@@ -190,3 +197,13 @@ def test_cli_reports_an_unreachable_job_server_in_one_line(tmp_path):
                        timeout=120)
     assert r.returncode == 2
     assert "cannot reach the Ray job server at http://127.0.0.1:9" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_client_environment_is_set_by_the_command_not_the_library(tmp_path):
+    from hyena_platform.submit import client_environment
+
+    env = {"RAY_ADDRESS": "http://10.0.0.1:8265", "RAY_AUTH_TOKEN_PATH": str(tmp_path / "t")}
+    assert client_environment(None, env) == "http://10.0.0.1:8265"  # the variable, resolved once
+    assert env == {"RAY_AUTH_TOKEN_PATH": str(tmp_path / "t"), "RAY_AUTH_MODE": "token"}
+    env = {"RAY_API_SERVER_ADDRESS": "http://a:1", "RAY_AUTH_MODE": "disabled"}
+    assert client_environment("http://b:2", env) == "http://b:2" and env == {"RAY_AUTH_MODE": "disabled"}

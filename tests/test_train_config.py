@@ -72,7 +72,7 @@ def test_set_overrides_are_parsed_as_yaml(tmp_path):
 
 
 @pytest.mark.parametrize("data, overrides, pattern", [
-    ({**SMALL, "trian": {}}, (), r"unknown key trian; valid keys in top level: checkpoint, data, model, scaling, "
+    ({**SMALL, "trian": {}}, (), r"unknown key trian; valid keys in top level: checkpoint, data, kind, model, scaling, "
                                  r"(.*, )?tracking, train"),
     (SMALL, ("train.learning_rate=1",), r"unknown key train.learning_rate; valid keys in train: .*\blr\b"),
     (SMALL, ("train.lr=fast",), r"train.lr must be a number, got str 'fast'"),

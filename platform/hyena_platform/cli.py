@@ -14,17 +14,15 @@ import sys
 from typing import Callable, Sequence
 
 from hyena_platform.errors import HyenaPlatformError
+from hyena_platform.jobs import KINDS
 
-# name -> (module, help). Each module defines add_arguments(parser) and run(args) -> int.
+# name -> (module, help). Each module defines add_arguments(parser) and run(args) -> int. Every
+# job kind (hyena_platform.jobs.KINDS) is also a command, an alias of `hyena run` for its files.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("hyena_platform.commands.run", "run any job file: its kind: says which job (pretrain, score, shard, ...)"),
+    **{kind.name: (kind.command, kind.help) for kind in KINDS.values()},
     "demo": ("hyena_platform.commands.demo", "the whole platform on embedded defaults: pretrain, register, score chrII, plot"),
     "info": ("hyena_platform.commands.info", "show versions, the released model variants and the bundled genome"),
-    "finetune": ("hyena_platform.commands.finetune", "fine-tune a pretrained model on a labelled task on Ray Train, beside a k-mer baseline"),
-    "predict": ("hyena_platform.commands.predict", "predict tables, FASTA records or BED regions with a fine-tuned sequence model (Ray, Parquet)"),
-    "pretrain": ("hyena_platform.commands.pretrain", "pretrain HyenaDNA on Ray Train with sequence-length warm-up, tracked in MLflow"),
-    "shard": ("hyena_platform.commands.shard", "tokenise FASTA into Parquet shards with a manifest (Ray Data)"),
-    "score": ("hyena_platform.commands.score", "score whole chromosomes per base on Ray: log-likelihood tracks, resumable"),
-    "vep": ("hyena_platform.commands.vep", "zero-shot variant effects of a VCF on Ray: log P(alt) - log P(ref), resumable"),
     "submit": ("hyena_platform.commands.submit", "submit a job YAML to a Ray cluster's job server, follow its logs, exit with its outcome"),
     "export": ("hyena_platform.commands.export", "export a model (path or models:/ URI) in our format or MultiMolecule's, for Hugging Face"),
     "upgrade-model": ("hyena_platform.commands.upgrade_model", "register a version from before MLflow Models again as an MLflow Model"),

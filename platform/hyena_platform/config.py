@@ -88,10 +88,12 @@ def from_mapping(cls: type[T], data: Any, *, source: str, prefix: str = "") -> T
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:
+        hint = getattr(cls, "KEY_HINTS", {}).get(unknown[0])  # a ClassVar: why a known mistake is one
         raise ConfigError(
             f"{source}: unknown key {prefix}{unknown[0]!s}"
             + (f" (and {', '.join(map(str, unknown[1:]))})" if len(unknown) > 1 else "")
             + f"; valid keys in {where}: {', '.join(sorted(fields))}"
+            + (f"; {hint}" if hint else "")
         )
     hints = get_type_hints(cls)
     kwargs = {}

@@ -14,13 +14,13 @@ deleting only the files a demo writes (see `DEMO_FILES`).
 from __future__ import annotations
 
 import copy
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from hyena_platform.config import from_mapping
+from hyena_platform.progress import ScoringProgress, TrainingProgress
 
 MODEL_NAME = "hyena-demo"
 ALIAS = "candidate"
@@ -152,12 +152,12 @@ def _run_demo(workdir: Path, *, quick: bool, echo: Callable[[str], None]) -> Dem
     echo(f"hyena demo: working in {workdir} (local Ray, MLflow {uri}, bundled V. cholerae genome)")
     echo("[1/3] pretraining on chrI with sequence-length warm-up, validating on chrII")
     t0 = time.perf_counter()
-    pre = run_pretrain(pre_job, source="hyena demo", progress=_training_progress(echo), ray_logs=False)
+    pre = run_pretrain(pre_job, source="hyena demo", progress=TrainingProgress(echo, indent="  "), ray_logs=False)
     seconds["pretrain"] = time.perf_counter() - t0
 
     echo(f"[2/3] scoring all of chrII with {pre.model_uri} (Ray Data actor pool)")
     t0 = time.perf_counter()
-    scored = run_score(score_job, source="hyena demo", progress=_scoring_progress(echo), ray_progress=False)
+    scored = run_score(score_job, source="hyena demo", progress=ScoringProgress(echo, indent="  ", every_s=10.0), ray_progress=False)
     seconds["score"] = time.perf_counter() - t0
 
     echo("[3/3] drawing the loss curve and the score track")
@@ -201,38 +201,3 @@ def draw_pictures(workdir: Path, pre, scored) -> dict[str, Path]:
                            positions=table.column("pos").to_numpy(),
                            values=table.column("log_prob").to_numpy(zero_copy_only=False))
     return {"loss curve": loss_png, "score track": track_png}
-
-
-def _training_progress(echo: Callable[[str], None]):
-    def show(event: dict[str, Any]) -> None:
-        if event.get("step") is None:
-            return
-        loss = event.get("loss")
-        tps = event.get("tokens_per_s")
-        eta = event.get("eta_s")
-        parts = [f"  stage {event.get('stage', '?')} (L={event.get('seq_len', '?')})",
-                 f"step {event['step']}/{event.get('total_steps', '?')}"]
-        if loss is not None:
-            parts.append(f"loss {loss:.3f}")
-        if tps:
-            parts.append(f"{tps:,.0f} tok/s")
-        if eta is not None:
-            parts.append(f"ETA {eta:.0f} s")
-        for v in event.get("val") or []:
-            parts.append(f"held-out ppl {v.get('perplexity', float('nan')):.3f} @L={v.get('seq_len')}")
-        echo("  ".join(parts))
-        sys.stdout.flush()
-    return show
-
-
-def _scoring_progress(echo: Callable[[str], None]):
-    def show(event: dict[str, Any]) -> None:
-        kind = event.get("event")
-        if kind == "start":
-            echo(f"  {event.get('pending', 0)}/{event.get('chunks', 0)} chunks to score "
-                 f"({event.get('pending_bases', 0):,} bases), window {event.get('window')}, stride {event.get('stride')}")
-        elif kind == "chunk":
-            done, total = event.get("done"), event.get("total")
-            if done is not None and total is not None:
-                echo(f"  chunk {done}/{total} written")
-    return show

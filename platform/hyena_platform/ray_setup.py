@@ -42,8 +42,9 @@ def start_ray(address: str | None = None, *, worker_logs: bool = False, progress
 
 def quiet_ray_logs() -> None:
     """Ray's and Ray Data's loggers at the levels above (Ray configures them when imported)."""
-    import ray.data  # noqa: F401 - configures its loggers on import; set the levels afterwards
+    import ray.data
 
+    del ray  # imported for its side effect: Ray configures its loggers on import; set the levels after
     for name, level in QUIET_LOGGERS.items():
         logging.getLogger(name).setLevel(level)
 

@@ -22,22 +22,17 @@ END = "<!-- config-reference:end -->"
 
 
 def _jobs() -> list[tuple[str, type]]:
+    from hyena_platform.data.shard_job import ShardJob
     from hyena_platform.finetune.config import FinetuneJob
     from hyena_platform.score.config import ScoreJob
     from hyena_platform.train.config import PretrainJob
     from hyena_platform.vep.config import VepJob
 
-    jobs = [("pretrain (`hyena pretrain`, jobs/pretrain*.yaml)", PretrainJob),
+    return [("shard (`hyena shard`, jobs/shard.yaml)", ShardJob),
+            ("pretrain (`hyena pretrain`, jobs/pretrain*.yaml)", PretrainJob),
             ("finetune (`hyena finetune`, jobs/finetune*.yaml)", FinetuneJob),
             ("score (`hyena score`, jobs/score*.yaml)", ScoreJob),
             ("vep (`hyena vep`, jobs/vep*.yaml)", VepJob)]
-    try:
-        from hyena_platform.data.config import DataConfig
-
-        jobs.insert(0, ("shard (`hyena shard`, jobs/shard.yaml): the `data` section", DataConfig))
-    except ImportError:  # pragma: no cover - data package always ships
-        pass
-    return jobs
 
 
 def _field_comments(cls: type) -> dict[str, str]:

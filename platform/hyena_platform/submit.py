@@ -33,17 +33,15 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence, TextIO
+from typing import Any, Callable, Mapping, MutableMapping, Sequence, TextIO
 
-from hyena_platform.config import load_yaml_mapping
 from hyena_platform.errors import ConfigError, HyenaPlatformError
+from hyena_platform.jobs import KINDS, load_job
 from hyena_platform.submission import SubmissionSection, format_submission_id
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 LOCAL_PREFIX = "local://"  # Ray's in-place working_dir: a directory that exists on every node
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
-JOB_FLAGS = {"pretrain": ("--fresh",), "finetune": ("--fresh",), "predict": ("--overwrite",), "score": ("--fresh", "--overwrite"), "shard": ("--overwrite",),
-             "vep": ("--fresh", "--overwrite")}
 
 
 class SubmitError(HyenaPlatformError):
@@ -51,46 +49,6 @@ class SubmitError(HyenaPlatformError):
 
 
 # ------------------------------------------------------------------------------ the request
-
-
-def job_kind(data: Mapping[str, Any], *, source: str) -> str:
-    """Which `hyena` command a job file is for: pretrain, finetune, predict, score, vep or shard (from its sections)."""
-    if "input" in data:
-        return "predict"
-    output = data.get("output")
-    if isinstance(output, str):
-        return "shard"
-    if "task" in data:
-        return "finetune"
-    if "vcf" in data:
-        return "vep"
-    scoring = [k for k in ("output", "target", "window", "compute") if k in data]
-    training = [k for k in ("train", "scaling", "checkpoint") if k in data]
-    if scoring and training:
-        raise ConfigError(
-            f"{source}: has both scoring sections ({', '.join(scoring)}) and training sections "
-            f"({', '.join(training)}); a job file is either a pretrain job or a score job"
-        )
-    return "score" if scoring else "pretrain"
-
-
-def _load(kind: str, path: str, overrides: Sequence[str]) -> Any:
-    if kind == "pretrain":
-        from hyena_platform.train.config import load_job
-    elif kind == "finetune":
-        from hyena_platform.finetune.config import load_finetune_job as load_job
-    elif kind == "predict":
-        from hyena_platform.finetune.predict import load_predict_job as load_job
-    elif kind == "score":
-        from hyena_platform.score.config import load_job
-    elif kind == "vep":
-        from hyena_platform.vep.config import load_job
-    else:
-        from hyena_platform.config import load_config
-        from hyena_platform.data.shard_job import ShardJob
-
-        return load_config(ShardJob, path, overrides)
-    return load_job(path, overrides)
 
 
 @dataclass(frozen=True)
@@ -124,8 +82,7 @@ def build_request(job_file: str | Path, overrides: Sequence[str] = (), extra_arg
     source = str(job_file)
     path = Path(job_file)
     path = (path if path.is_absolute() else cwd / path).resolve()
-    kind = job_kind(load_yaml_mapping(path), source=source)
-    job = _load(kind, str(path), overrides)
+    kind, job = load_job(path, overrides)
     section: SubmissionSection = getattr(job, "submission", None) or SubmissionSection()
     renv = section.runtime_env
 
@@ -166,10 +123,11 @@ def build_request(job_file: str | Path, overrides: Sequence[str] = (), extra_arg
     # Unbuffered output: the job's log lines reach `hyena submit` as they are printed.
     runtime_env["env_vars"] = {"PYTHONUNBUFFERED": "1", **renv.env_vars}
 
-    unsupported = [flag for flag in extra_args if flag not in JOB_FLAGS[kind]]
+    flags = KINDS[kind].flags
+    unsupported = [flag for flag in extra_args if flag not in flags]
     if unsupported:
         raise ConfigError(f"{source}: {unsupported[0]} is not an option of `hyena {kind}` "
-                          f"(it takes {', '.join(JOB_FLAGS[kind]) or 'no flags'})")
+                          f"(it takes {', '.join(flags) or 'no flags'})")
     command = ["hyena", kind, job_arg]
     for item in overrides:
         command += ["--set", item]
@@ -210,10 +168,10 @@ def _user() -> str:
 # --------------------------------------------------------------------------- the job server
 
 
-def resolve_address(address: str | None) -> str:
+def resolve_address(address: str | None, environ: Mapping[str, str] | None = None) -> str:
     """--address, else RAY_API_SERVER_ADDRESS, else RAY_ADDRESS, else http://127.0.0.1:8265."""
-    return (address or os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS")
-            or DEFAULT_ADDRESS)
+    environ = os.environ if environ is None else environ
+    return address or environ.get("RAY_API_SERVER_ADDRESS") or environ.get("RAY_ADDRESS") or DEFAULT_ADDRESS
 
 
 def token_auth_wanted(environ: Mapping[str, str] | None = None, home: str | Path | None = None) -> bool:
@@ -228,21 +186,24 @@ def token_auth_wanted(environ: Mapping[str, str] | None = None, home: str | Path
                 or (home / ".ray" / "auth_token").is_file())
 
 
-def enable_token_auth_if_available() -> bool:
-    """Switch this process to RAY_AUTH_MODE=token when `token_auth_wanted`; returns whether it is on."""
-    if not token_auth_wanted():
-        return False
-    if "RAY_AUTH_MODE" not in os.environ:
-        os.environ["RAY_AUTH_MODE"] = "token"
-        if "ray._raylet" in sys.modules:  # Ray caches its config at import; re-read the environment
-            from ray._raylet import Config
-
-            Config.initialize("")
-    return True
+def client_environment(address: str | None, environ: MutableMapping[str, str]) -> str:
+    """The job server's URL, and `environ` made to match it: RAY_AUTH_MODE=token when a token is
+    at hand (unless set), RAY_API_SERVER_ADDRESS / RAY_ADDRESS removed (an explicit --address
+    must win; the URL already accounts for them). For the command's own process environment."""
+    url = resolve_address(address, environ)
+    if token_auth_wanted(environ):
+        environ.setdefault("RAY_AUTH_MODE", "token")
+    for name in ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS"):
+        environ.pop(name, None)
+    return url
 
 
 def connect(address: str | None):
-    """A JobSubmissionClient for `address` (see resolve_address); SubmitError if unreachable."""
+    """A JobSubmissionClient for `address` (see resolve_address); SubmitError if unreachable.
+
+    Ray's client reads RAY_AUTH_MODE and prefers RAY_API_SERVER_ADDRESS / RAY_ADDRESS over its
+    argument: the process that calls this sets its environment first (`hyena submit` does, in
+    `client_environment`); this library code never changes os.environ."""
     url = resolve_address(address)
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     from urllib.parse import urlsplit
@@ -255,11 +216,6 @@ def connect(address: str | None):
     if not valid:
         raise SubmitError(f"--address {url}: not a Ray job server address; give "
                           "http://HOST:8265 (the head's dashboard port), https://..., or set RAY_API_SERVER_ADDRESS")
-    enable_token_auth_if_available()
-    # The client prefers RAY_API_SERVER_ADDRESS / RAY_ADDRESS over its argument; the resolved
-    # address already accounts for them, and an explicit --address must win.
-    for name in ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS"):
-        os.environ.pop(name, None)
     from ray.exceptions import AuthenticationError
     from ray.job_submission import JobSubmissionClient
 

@@ -7,11 +7,9 @@ checkpoint; a finished run is reused; --fresh starts over.
 from __future__ import annotations
 
 import argparse
-import sys
-from typing import Any
 
 from hyena_platform.commands.common import add_flags, add_job_arguments
-from hyena_platform.progress import format_duration
+from hyena_platform.progress import TrainingProgress
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     job = load_job(args.job, args.overrides)  # a config error stops here, before Ray or MLflow load
     from hyena_platform.train.launch import run_pretrain
 
-    result = run_pretrain(job, source=args.job, fresh=args.fresh, progress=print_progress,
+    result = run_pretrain(job, source=args.job, fresh=args.fresh, progress=TrainingProgress(),
                           ray_logs=args.ray_logs)
     if result.reused:
         print(f"run {result.run_name!r} had already finished; nothing to train (use --fresh to start over)")
@@ -40,21 +38,3 @@ def run(args: argparse.Namespace) -> int:
     print(f"MLflow run {result.run_id} in {result.tracking_uri}")
     print(f"checkpoint {result.checkpoint_path}")
     return 0
-
-
-def print_progress(event: dict[str, Any], stream=None) -> None:
-    """One line per report: stage, step, loss, tokens/s, ETA; one per validation."""
-    out = stream or sys.stdout
-    for step in event.get("resumed_from") or ():
-        print(f"resumed from the checkpoint at step {step}", file=out)
-    if event.get("event") == "stopped":
-        print(f"stopped: {event.get('message')}", file=out)
-    if event.get("loss") is not None:
-        tps = event.get("tokens_per_s") or 0.0
-        print(f"[stage {event['stage'] + 1}/{event['n_stages']} L={event['seq_len']}] "
-              f"step {event['step']}/{event['total_steps']}  loss {event['loss']:.4f}  "
-              f"{tps:,.0f} tok/s  ETA {format_duration(event.get('eta_s'))}", file=out)
-    for v in event.get("val") or ():
-        print(f"  held-out L={v['seq_len']} at step {v['step']}: loss {v['loss']:.4f}  "
-              f"perplexity {v['perplexity']:.4f}  {v['bits_per_base']:.4f} bits/base", file=out)
-    out.flush()

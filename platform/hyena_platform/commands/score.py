@@ -8,11 +8,9 @@ output.overwrite: true).
 from __future__ import annotations
 
 import argparse
-import sys
-from typing import Any
 
 from hyena_platform.commands.common import add_flags, add_job_arguments
-from hyena_platform.progress import format_duration
+from hyena_platform.progress import ScoringProgress
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
 
     job = load_job(args.job, args.overrides)
     result = run_score(job, source=args.job, overwrite=args.overwrite, fresh=args.fresh,
-                       progress=None if args.ray_progress else ProgressPrinter(),
+                       progress=None if args.ray_progress else ScoringProgress(),
                        ray_logs=args.ray_logs, ray_progress=args.ray_progress)
     print()
     print(result.table())
@@ -49,35 +47,3 @@ def run(args: argparse.Namespace) -> int:
     if result.run_id:
         print(f"MLflow run {result.run_id} in {result.tracking_uri}")
     return 0
-
-
-class ProgressPrinter:
-    """One line per event, chunk lines at most every `every_s` seconds (and the last one)."""
-
-    def __init__(self, stream=None, every_s: float = 5.0):
-        self.stream, self.every_s, self.last = stream, every_s, float("-inf")
-
-    def __call__(self, event: dict[str, Any]) -> None:
-        import time
-
-        out = self.stream or sys.stdout
-        kind = event.get("event")
-        if kind == "start":
-            skipped = event["chunks"] - event["pending"]
-            print(f"scoring {event['bases']:,} bases with {event['model']} (window {event['window']:,}, "
-                  f"stride {event['stride']:,}) in {event['chunks']} chunk(s) -> {event['output']}", file=out)
-            if skipped and event["pending"]:
-                print(f"resuming: {skipped} chunk(s) already written, {event['pending']} to go", file=out)
-            elif skipped:
-                print("every chunk is already written", file=out)
-        elif kind == "chunk":
-            now = time.monotonic()
-            if now - self.last < self.every_s and event["done"] < event["total"]:
-                return
-            self.last = now
-            print(f"[{event['done']}/{event['total']} chunks] {event['chrom']}:{event['start']:,}-"
-                  f"{event['end']:,}  {event['bases_per_s']:,.0f} bases/s  ETA {format_duration(event.get('eta_s'))}",
-                  file=out)
-        elif kind == "finalize":
-            print("checking coverage, writing bins and the track", file=out)
-        out.flush()

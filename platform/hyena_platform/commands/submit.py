@@ -8,6 +8,7 @@ with the job's outcome. See hyena_platform.submit.
 from __future__ import annotations
 
 import argparse
+import os
 
 from hyena_platform.commands.common import add_flags, add_job_arguments
 
@@ -25,11 +26,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     })
 
 def run(args: argparse.Namespace) -> int:
-    from hyena_platform.submit import build_request, submit
+    from hyena_platform.submit import build_request, client_environment, submit
 
     flags = [flag for flag, on in (("--fresh", args.fresh), ("--overwrite", args.overwrite)) if on]
     request = build_request(args.job, args.overrides, flags)
     if args.dry_run:
         print(request.describe())
         return 0
-    return submit(request, address=args.address, wait=not args.no_wait)
+    # This process talks to one job server: set its environment for Ray's client (token mode,
+    # the resolved address only) before Ray is imported.
+    url = client_environment(args.address, os.environ)
+    return submit(request, address=url, wait=not args.no_wait)

@@ -13,7 +13,7 @@ Two kinds of fields:
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Literal
+from typing import ClassVar, Literal
 
 Split = Literal["train", "valid", "test"]
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
@@ -32,26 +32,24 @@ LAYOUT_FIELDS = ("fasta", "include", "exclude", "min_length", "valid_chroms", "t
 class DataConfig:
     """Where the genome comes from, how it is split, and how windows are cut from it."""
 
-    # Source: FASTA files (plain or bgzip), or a shard directory/URI. Neither: the bundled
-    # V. cholerae N16961 genome.
+    # FASTA files (plain or bgzip); neither fasta nor shards: the bundled V. cholerae N16961 genome
     fasta: list[str] = field(default_factory=list)
-    shards: str | None = None
-    # Chromosome selection: names or fnmatch patterns ("chr*_random"); empty include = all.
-    include: list[str] = field(default_factory=list)
-    exclude: list[str] = field(default_factory=list)
-    min_length: int = 0
-    # Splits by chromosome (names or patterns). None: ["chrII"] for the bundled genome, no
-    # validation split otherwise. Every other selected chromosome is train.
+
+    shards: str | None = None  # a shard directory or URI written by `hyena shard`, instead of fasta
+    include: list[str] = field(default_factory=list)  # record names or fnmatch patterns ("chr*"); empty = all
+    exclude: list[str] = field(default_factory=list)  # record names or patterns to leave out
+    min_length: int = 0  # records shorter than this are left out
+    # Held-out chromosomes (names or patterns). null: [chrII] for the bundled genome, none
+    # otherwise. Every other selected chromosome is train.
     valid_chroms: list[str] | None = None
-    test_chroms: list[str] = field(default_factory=list)
-    # Or splits by interval: BED columns chrom, start, end, split (train/valid/test).
-    bed: str | None = None
-    chunk_size: int = DEFAULT_CHUNK_SIZE
-    # Windows with more than this fraction of N are dropped.
-    max_n_fraction: float = 0.1
-    keep_soft_mask: bool = False
+
+    test_chroms: list[str] = field(default_factory=list)  # test chromosomes (names or patterns)
+    bed: str | None = None  # splits by interval instead: BED columns chrom, start, end, split (train/valid/test)
+    chunk_size: int = DEFAULT_CHUNK_SIZE  # bases per chunk (an Arrow row); windows longer than this use whole segments
+    max_n_fraction: float = 0.1  # windows with a larger fraction of N are dropped
+    keep_soft_mask: bool = False  # keep the lowercase (soft-mask) flags as a column of the chunks
     reverse_complement: bool = False  # augmentation of train windows, probability 1/2
-    seed: int = 0
+    seed: int = 0  # window offsets, reverse-complement coins and shuffles
     # Where FASTA indexes are built when the FASTA's own directory is not writable (on every
     # node that reads it). None: $HYENA_CACHE_DIR/fasta-index, else ~/.cache/hyena/fasta-index.
     index_cache: str | None = None
@@ -102,6 +100,41 @@ class DataConfig:
             raise ValueError(f"max_n_fraction must be in [0, 1], got {self.max_n_fraction}")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
+
+
+@dataclass(frozen=True)
+class GenomeSection:
+    """Which genome, and which of its records: the `data:` section of jobs that read the FASTA by
+    position (scoring) instead of cutting training windows from chunks."""
+
+    # FASTA files (plain or bgzip, indexed by pyfaidx); empty: the bundled V. cholerae N16961 genome
+    fasta: list[str] = field(default_factory=list)
+    include: list[str] = field(default_factory=list)  # record names or fnmatch patterns ("chr*"); empty = all
+    exclude: list[str] = field(default_factory=list)  # record names or patterns to leave out
+    min_length: int = 0  # records shorter than this are left out
+    # Where FASTA indexes are built when the FASTA's own directory is not writable (on every
+    # node that reads it). None: $HYENA_CACHE_DIR/fasta-index, else ~/.cache/hyena/fasta-index.
+    index_cache: str | None = None
+
+    # Keys of the training `data:` section (DataConfig) that mean nothing here, with the fix.
+    KEY_HINTS: ClassVar[dict[str, str]] = {
+        "shards": "this job reads FASTA directly (random access by pyfaidx): set data.fasta to the "
+                  "FASTA the shards were made from",
+        "bed": "data.bed holds training splits; give the regions in target.bed (chrom, start, end) instead",
+        **{name: "it shapes training splits or windows and has no effect here" for name in (
+            "valid_chroms", "test_chroms", "chunk_size", "max_n_fraction", "reverse_complement", "seed",
+            "keep_soft_mask")},
+    }
+
+    def __post_init__(self) -> None:
+        for name in ("fasta", "include", "exclude"):
+            object.__setattr__(self, name, _str_list(name, getattr(self, name)))
+        if self.min_length < 0:
+            raise ValueError(f"min_length must be >= 0, got {self.min_length}")
+
+    @property
+    def uses_bundled_genome(self) -> bool:
+        return not self.fasta
 
 
 def _str_list(name: str, value: object) -> list[str]:

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Sequence
 
+from hyena_platform.config import load_config
 from hyena_platform.data.config import DataConfig
 from hyena_platform.ray_setup import start_ray
 
@@ -18,10 +21,16 @@ from hyena_platform.ray_setup import start_ray
 class ShardJob:
     """A `hyena shard` job file."""
 
-    output: str
+    output: str  # the shard directory or URI (s3://, gs://, ... anything pyarrow supports)
+    kind: Literal["shard"] = "shard"  # what this file is; `hyena run FILE` runs it as `hyena shard`
     data: DataConfig = field(default_factory=DataConfig)
     overwrite: bool = False  # replace an existing (complete or interrupted) shard directory
     address: str | None = None  # Ray cluster; None: $RAY_ADDRESS, else a local Ray
+
+
+def load_job(path: str | Path, overrides: Sequence[str] = ()) -> ShardJob:
+    """Read, override and validate a shard job file; ConfigError on any problem."""
+    return load_config(ShardJob, path, overrides)
 
 
 def run_shard(job: ShardJob, *, overwrite: bool = False) -> int:

@@ -108,6 +108,7 @@ class FinetuneTrackingConfig(TrackingConfig):
 
 @dataclass(frozen=True)
 class FinetuneJob:
+    kind: Literal["finetune"] = "finetune"  # what this file is; `hyena run FILE` runs it as `hyena finetune`
     model: BaseModelSection = field(default_factory=BaseModelSection)
     task: TaskSection = field(default_factory=TaskSection)
     data: FinetuneDataConfig = field(default_factory=FinetuneDataConfig)

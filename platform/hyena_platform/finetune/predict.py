@@ -71,6 +71,7 @@ class PredictJob:
     model: PredictModelSection = field(default_factory=PredictModelSection)
     input: PredictInputSection = field(default_factory=PredictInputSection)
     output: str = "predictions"  # output directory
+    kind: Literal["predict"] = "predict"  # what this file is; `hyena run FILE` runs it as `hyena predict`
     compute: PredictComputeSection = field(default_factory=PredictComputeSection)
     tracking: PredictTrackingSection = field(default_factory=PredictTrackingSection)
     submission: SubmissionSection = field(default_factory=SubmissionSection)

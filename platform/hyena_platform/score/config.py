@@ -1,6 +1,6 @@
 """The scoring job (`hyena score JOB.yaml`): one YAML file -> a tree of frozen dataclasses.
 
-Sections: ``model`` (ModelSection), ``data`` (hyena_platform.data.config.DataConfig: which FASTA
+Sections: ``model`` (ModelSection), ``data`` (hyena_platform.data.config.GenomeSection: which FASTA
 and which records), ``target`` (TargetSection: regions), ``window`` (WindowSection), ``compute``
 (ComputeSection: the actor pool), ``output`` (OutputSection), ``tracking`` (TrackingSection)
 and ``submission`` (read by `hyena submit` only).
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 
 from hyena_platform.config import from_mapping, load_config, to_dict
-from hyena_platform.data.config import DataConfig
+from hyena_platform.data.config import DataConfig, GenomeSection
 from hyena_platform.submission import SubmissionSection
 from hyena_platform.tracking import DEFAULT_URI, TrackingConfig
 
@@ -155,7 +155,8 @@ class TrackingSection:
         return TrackingConfig(uri=self.uri, experiment=self.experiment).resolved()
 
 
-# DataConfig fields that only shape training splits and windows.
+# DataConfig fields that only shape training splits and windows (a VEP job's data section is a
+# DataConfig; scoring's is a GenomeSection, which has none of them).
 _TRAINING_ONLY = ("valid_chroms", "test_chroms", "chunk_size", "max_n_fraction", "reverse_complement",
                   "seed", "keep_soft_mask")
 
@@ -181,12 +182,13 @@ def check_reference_data(d: DataConfig, what: str) -> None:
 class ScoreJob:
     model: ModelSection
     output: OutputSection
-    data: DataConfig = field(default_factory=DataConfig)
+    data: GenomeSection = field(default_factory=GenomeSection)
     target: TargetSection = field(default_factory=TargetSection)
     window: WindowSection = field(default_factory=WindowSection)
     compute: ComputeSection = field(default_factory=ComputeSection)
     tracking: TrackingSection = field(default_factory=TrackingSection)
     address: str | None = None  # Ray cluster; null: $RAY_ADDRESS, else a local Ray
+    kind: Literal["score"] = "score"  # what this file is; `hyena run FILE` runs it as `hyena score`
     # `hyena submit` settings (runtime_env, entrypoint resources, id, metadata); ignored by `hyena score`.
     submission: SubmissionSection = field(default_factory=SubmissionSection)
 
@@ -194,10 +196,6 @@ class ScoreJob:
         from hyena_platform.local_ray import check_address
 
         check_address(self.address)
-        if self.data.bed is not None:
-            raise ValueError("data.bed holds training splits; give the regions to score in "
-                             "target.bed (chrom, start, end) instead")
-        check_reference_data(self.data, "scoring")
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)

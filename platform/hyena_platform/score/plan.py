@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hyena_platform.data.config import DataConfig
+from hyena_platform.data.config import GenomeSection
 from hyena_platform.data.fasta import content_digest
 from hyena_platform.data.genome import (
     Record, bed_lines, bundled_genome_path, few_names, first_overlap, read_records, select_records,
@@ -126,11 +126,11 @@ def identity(plan: ScorePlan) -> dict[str, Any]:
 # Targets
 
 
-def genome_paths(data: DataConfig) -> list[str]:
+def genome_paths(data: GenomeSection) -> list[str]:
     return [str(bundled_genome_path())] if data.uses_bundled_genome else list(data.fasta)
 
 
-def resolve_targets(data: DataConfig, target: TargetSection) -> list[Region]:
+def resolve_targets(data: GenomeSection, target: TargetSection) -> list[Region]:
     """The regions to score, in FASTA order, checked against the FASTA indexes."""
     records = read_records(genome_paths(data), index_cache=data.index_cache)
     selected = select_records(records, include=data.include, exclude=data.exclude, min_length=data.min_length)

@@ -213,6 +213,7 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 @dataclass(frozen=True)
 class PretrainJob:
+    kind: Literal["pretrain"] = "pretrain"  # what this file is; `hyena run FILE` runs it as `hyena pretrain`
     model: ModelSection = field(default_factory=ModelSection)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainSection = field(default_factory=TrainSection)

@@ -104,6 +104,7 @@ class VepJob:
     compute: ComputeSection = field(default_factory=ComputeSection)  # batch_size: sequences per call, 4 per variant
     tracking: VepTrackingSection = field(default_factory=VepTrackingSection)
     address: str | None = None  # Ray cluster; null: $RAY_ADDRESS, else a local Ray
+    kind: Literal["vep"] = "vep"  # what this file is; `hyena run FILE` runs it as `hyena vep`
     # `hyena submit` settings (runtime_env, entrypoint resources, id, metadata); ignored by `hyena vep`.
     submission: SubmissionSection = field(default_factory=SubmissionSection)
 
