@@ -49,12 +49,13 @@ class Block(nn.Module):
         return x + self.dropout2(self.mlp(self.norm2(x)))
 
     @torch.no_grad()
-    def forward_low_memory(self, x: torch.Tensor, seq_chunk: int = 1 << 16) -> torch.Tensor:
+    def forward_low_memory(self, x: torch.Tensor, seq_chunk: int = 1 << 16,
+                           channel_group: int | None = None) -> torch.Tensor:
         """Inference in place on x: sequence-chunked norms and MLP, channel-grouped operator."""
         normed = torch.empty_like(x)
         for s in range(0, x.shape[1], seq_chunk):
             normed[:, s:s + seq_chunk] = self.norm1(x[:, s:s + seq_chunk])
-        mixed = self.mixer.forward_low_memory(normed, seq_chunk=seq_chunk)
+        mixed = self.mixer.forward_low_memory(normed, channel_group=channel_group, seq_chunk=seq_chunk)
         del normed
         x += mixed
         del mixed
@@ -75,9 +76,15 @@ class Embeddings(nn.Module):
 class HyenaDNAModel(nn.Module):
     """The backbone: token ids (B, L) -> final hidden states (B, L, D)."""
 
-    # Above this many activation elements (B * L * D), no-grad inference switches to the
-    # channel-grouped low-memory path (results equal to float rounding).
+    # Without autograd, every block runs in place with sequence-chunked norms and MLP and the
+    # fused channels-first operator (HyenaOperator.forward_low_memory). Its channel group is a
+    # measured choice (docs/performance.md, "Path selection"): all D channels at once unless the
+    # activations exceed `low_memory_threshold` elements (B * L * D), where groups of
+    # `low_memory_channel_group` channels bound memory, or L >= `grouped_from_length`, where the
+    # grouped path measured faster even with memory to spare.
     low_memory_threshold = 1 << 26
+    low_memory_channel_group = 32
+    grouped_from_length = 1 << 62
 
     def __init__(self, cfg: HyenaConfig):
         super().__init__()
@@ -101,8 +108,10 @@ class HyenaDNAModel(nn.Module):
         return states[-1], states
 
     def _low_memory(self, input_ids: torch.Tensor) -> bool:
-        B, L = input_ids.shape
-        return not torch.is_grad_enabled() and B * L * self.config.d_model > self.low_memory_threshold
+        """True when this call runs the in-place no-grad path: every call without autograd, unless
+        residual or operator dropout is active (training mode with those dropouts > 0)."""
+        dropout = self.training and (self.config.resid_dropout > 0 or self.config.hyena_dropout > 0)
+        return not torch.is_grad_enabled() and not dropout
 
     def iter_hidden_states(self, input_ids: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
         """Yield (index, state (B, L, D)) for the n_layer + 2 hidden states, first to last:
@@ -110,7 +119,7 @@ class HyenaDNAModel(nn.Module):
         LayerNorm's output (what the LM head reads). MultiMolecule's `output_hidden_states`
         returns the same n_layer + 2 tensors.
 
-        On the low-memory path (large no-grad inputs) each yielded tensor is updated in place once
+        On the in-place no-grad path (`_low_memory`) each yielded tensor is updated in place once
         the generator resumes: a consumer pools or copies it before asking for the next one.
         """
         if input_ids.dim() != 2:
@@ -119,10 +128,11 @@ class HyenaDNAModel(nn.Module):
         check_length(L, self.config.l_max)
         h = self.dropout(self.embeddings(input_ids))
         low_memory = self._low_memory(input_ids)
+        group = self.inference_channel_group(*input_ids.shape)
         yield 0, h
         for index, block in enumerate(self.layers, start=1):
             if low_memory:
-                h = block.forward_low_memory(h)
+                h = block.forward_low_memory(h, channel_group=group)
             elif self.activation_checkpointing and self.training and torch.is_grad_enabled():
                 # Recompute activations in backward; parameters and state-dict keys are untouched.
                 h = checkpoint(block, h, use_reentrant=False)
@@ -135,6 +145,13 @@ class HyenaDNAModel(nn.Module):
         else:
             h = self.ln_f(h)
         yield len(self.layers) + 1, h
+
+    def inference_channel_group(self, batch: int, length: int) -> int:
+        """Channels per group of the no-grad operator (see the class attributes)."""
+        D = self.config.d_model
+        if batch * length * D > self.low_memory_threshold or length >= self.grouped_from_length:
+            return min(self.low_memory_channel_group, D)
+        return D
 
 
 @dataclass
