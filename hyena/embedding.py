@@ -135,5 +135,5 @@ def _pool(states: torch.Tensor, pooling: Pooling) -> torch.Tensor:
     if pooling == "mean":
         return states.sum(0, dtype=torch.float64).div(states.shape[0]).float().cpu()
     if pooling == "last":
-        return states[-1].float().cpu()
+        return states[-1].float().cpu().clone()  # a copy: the no-grad path reuses `states` in place
     return states.float().cpu().clone()
