@@ -42,11 +42,12 @@ SHORT_LENGTHS = (1024, 4096, 16384, 32768, 65536, 131072, 262144)
 LONG_LENGTHS = (524288, 1_000_000)
 
 
-def alternate(fns: dict[str, Callable[[], object]], repeats: int, before: Callable[[], None] = lambda: None) -> dict:
+def alternate(fns: dict[str, Callable[[], object]], repeats: int, before: Callable[[], None] = lambda: None,
+              warmup: bool = True) -> dict:
     """Best CPU and wall seconds of each function over `repeats` rounds, alternating the order
-    every round, after one warm-up call each. CPU time (one torch thread) is the stable measure
-    on a machine that other work is also using."""
-    for fn in fns.values():
+    every round, after one warm-up call each (unless not `warmup`). CPU time (one torch thread)
+    is the stable measure on a machine that other work is also using."""
+    for fn in fns.values() if warmup else ():
         before()
         fn()
     best = {name: [float("inf"), float("inf")] for name in fns}
@@ -94,7 +95,7 @@ def bench_vs_official(module, lengths: list[int], repeats: int) -> list[dict]:
             diff = (ours.backbone(ids) - official(ids)).abs().max().item()
             reps = repeats if length <= 32768 else max(1, repeats // 2)
             t = alternate({"ours": lambda: ours.backbone(ids), "official": lambda: official(ids)}, reps,
-                          before=lambda: clear_filter_caches(ours))
+                          before=lambda: clear_filter_caches(ours), warmup=length <= 32768)
         row = {"length": length, **{f"{k}_{m}": v[m] for k, v in t.items() for m in ("cpu_s", "wall_s")},
                "max_abs_hidden_diff": diff}
         rows.append(row)
@@ -122,7 +123,7 @@ def bench_paths(lengths: list[int], repeats: int) -> list[dict]:
                     cls.inference_channel_group = saved
             fns[group] = run
         with torch.inference_mode():
-            t = alternate(fns, repeats, before=lambda: clear_filter_caches(model))
+            t = alternate(fns, repeats, before=lambda: clear_filter_caches(model), warmup=False)
         row = {"length": length, **{f"group_{g}_cpu_s": v["cpu_s"] for g, v in t.items()}}
         rows.append(row)
         print(f"{length:>10,}  " + "  ".join(f"G={g}: {v['cpu_s']:7.2f} s" for g, v in t.items())
@@ -304,7 +305,7 @@ def main() -> None:
     results = {"vs_official": bench_vs_official(module, lengths, args.repeats)}
     if args.paths:
         print("\n1b. path selection: channel groups of the no-grad operator (CPU seconds, 2 layers)")
-        results["paths"] = bench_paths([n for n in lengths if n >= 32768], max(2, args.repeats // 2))
+        results["paths"] = bench_paths([n for n in lengths if n >= 65536], max(1, args.repeats // 2))
     if not args.skip_mm:
         print("\n2. against MultiMolecule (same weights; ratio = ours / MultiMolecule throughput)")
         rows = [r for r in (bench_mm_eval("tiny-1k", 1024, 8, args.repeats + 2),

@@ -67,7 +67,7 @@ class _LayerState:
         op, block = self.op, self.block
         D, L = op.d_model, x.shape[1]
         zr = op.in_proj(block.norm1(x))  # (B, L, 3D)
-        x0, x1, v = op._short_conv(zr).split(D, dim=-1)
+        x0, x1, v = op._short_conv(zr.transpose(1, 2)).transpose(1, 2).split(D, dim=-1)  # conv over time
         u = (v * x1).transpose(1, 2)  # (B, D, L)
         fft_size = fast_fft_size(2 * L)
         spec = op.filter_fn.spectrum(L, fft_size)

@@ -192,26 +192,28 @@ class HyenaOperator(nn.Module):
         self.filter_fn = HyenaFilter(cfg)
         self.dropout = nn.Dropout(cfg.hyena_dropout)
 
-    def _short_conv(self, z: torch.Tensor, in_bias: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+    def _short_conv(self, z: torch.Tensor, in_bias: torch.Tensor | None = None,
+                    rows: torch.Tensor | None = None) -> torch.Tensor:
         """Causal depthwise conv over time of (z + in_bias), z (B, C, L) channels first.
 
         out[t] = b + sum_j w[j] * (z + in_bias)[t - (K-1-j)], zero history before t = 0, as K
         fused multiply-adds on shifted views. The bias term sum_j w[j] * in_bias is added once
         and taken back at the first K-1 steps where tap j reaches before t = 0 (so the in_proj
-        output never needs its own bias pass). `rows` selects channels.
+        output never needs its own bias pass; None when z already holds it). `rows` selects channels.
         """
         weight, bias = self.short_filter.weight[:, 0], self.short_filter.bias  # (C, K), (C,)
         if rows is not None:
             weight, bias = weight[rows], bias[rows]
         K, L = weight.shape[1], z.shape[-1]
-        folded = bias + in_bias * weight.sum(1)
+        folded = bias if in_bias is None else bias + in_bias * weight.sum(1)
         w = weight.to(z.dtype)
         out = torch.addcmul(folded.to(z.dtype)[:, None], z, w[:, K - 1:])
         for j in range(K - 1):
             shift = K - 1 - j
             if shift < L:
                 out[..., shift:].addcmul_(z[..., :L - shift], w[:, j:j + 1])
-            out[..., :shift] -= (in_bias * weight[:, j]).to(z.dtype)[:, None]
+            if in_bias is not None:
+                out[..., :shift] -= (in_bias * weight[:, j]).to(z.dtype)[:, None]
         return out
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
