@@ -195,7 +195,7 @@ def bench_windows(steps: int = 5) -> tuple[float, float, int]:
 
     from hyena import HyenaConfig, HyenaDNAForCausalLM
     from hyena_platform.data.pipeline import load_chunks
-    from hyena_platform.data.windows import stage_windows
+    from hyena_platform.data.training_windows import stage_windows
 
     batch, length = 16, 1024
     chunks = load_chunks(DataConfig())

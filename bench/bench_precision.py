@@ -26,7 +26,7 @@ import hyena
 from gpu_check import genome_windows
 from hyena import HyenaConfig, HyenaDNAForCausalLM, param_groups
 from hyena_platform.score.scorer import ChunkScorer
-from hyena_platform.score.windows import Chunk
+from hyena_platform.score.tiling import Chunk
 
 CHUNK = 65536
 

@@ -72,7 +72,7 @@ def baseline(model, plan, out: Path, threads: int, chunks=None) -> dict:
     import pyarrow.parquet as pq
     import pyfaidx
 
-    from hyena_platform.score.windows import tile
+    from hyena_platform.score.tiling import tile
 
     torch.set_num_threads(threads)
     tok = Tokenizer()
@@ -153,7 +153,7 @@ def throughput(bases: int) -> dict:
     from hyena_platform.score.pipeline import run_score
     from hyena_platform.score.plan import plan_job
     from hyena_platform.score.scorer import ChunkScorer
-    from hyena_platform.score.windows import tile
+    from hyena_platform.score.tiling import tile
 
     region = f"chrII:0-{bases}"
     result: dict = {"region": region, "window": W, "stride": S, "model": "tiny-1k (random weights)",
@@ -187,7 +187,7 @@ def throughput(bases: int) -> dict:
         from hyena_platform.data.chunks import fetch_codes
         from hyena_platform.data.fasta import tokenize_codes
         from hyena_platform.data.genome import ChunkSpec
-        from hyena_platform.score.windows import chunk_windows
+        from hyena_platform.score.tiling import chunk_windows
 
         t0 = time.perf_counter()
         model_s = 0.0

@@ -20,7 +20,7 @@ from hyena_platform.data.chunks import column_arrays
 from hyena_platform.data.fasta import tokenize_codes
 from hyena_platform.data.genome import plan_layout
 from hyena_platform.data.pipeline import MANIFEST_NAME, load_chunks, read_manifest, write_shards
-from hyena_platform.data.windows import stage_windows
+from hyena_platform.data.training_windows import stage_windows
 from hyena_platform.errors import InputError
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ import pytest
 
 from hyena.tokenizer import A, C, G, N, PAD, T, reverse_complement_ids
 from hyena_platform.data.config import DataConfig
-from hyena_platform.data.windows import (
+from hyena_platform.data.training_windows import (
     batches_per_worker,
     cut_windows,
     equalize_batches,

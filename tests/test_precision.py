@@ -55,7 +55,7 @@ def test_bf16_scoring_of_a_real_region_stays_close_to_fp32(bundled_genome, one_t
     from hyena.tokenizer import encode_bytes
     from hyena_platform.data.fasta import fasta_reader
     from hyena_platform.score.scorer import ChunkScorer
-    from hyena_platform.score.windows import Chunk
+    from hyena_platform.score.tiling import Chunk
 
     raw = fasta_reader(str(bundled_genome)).raw("chrII", 0, 2000).translate(None, b"\r\n")
     tokens = encode_bytes(np.frombuffer(raw, dtype=np.uint8))

@@ -130,7 +130,7 @@ def test_chrII_end_to_end_coverage(chrII, sequence):
 
 
 def test_sampled_positions_equal_a_direct_forward_over_their_exact_context(chrII, registry, sequence):
-    from hyena_platform.score.windows import tile
+    from hyena_platform.score.tiling import tile
 
     table = read_scores(chrII.output)
     lp = table["log_prob"].to_numpy(zero_copy_only=False)
@@ -248,7 +248,7 @@ def test_reverse_strand_regions_from_bed_with_bedgraph(ray_cluster, registry, se
     rc = reverse_complement_ids(x)
     rc_stream = np.concatenate([[SEP], rc]).astype(np.int64)
     lp_rc = dict(zip(pos.tolist(), table["log_prob_rc"].to_numpy(zero_copy_only=False).tolist()))
-    from hyena_platform.score.windows import rc_interval, tile
+    from hyena_platform.score.tiling import rc_interval, tile
 
     for p in (40000, 45123, 51999, 1060000, 1066001, CHRII - 2, CHRII - 1):
         if x[p] == 11:

@@ -18,7 +18,7 @@ import hyena
 from hyena_platform.errors import InputError
 from hyena_platform.outputs import LOCK_NAME, MARKER_NAME, OutputError
 from hyena_platform.score.config import job_from_mapping
-from hyena_platform.score.output import check_output
+from hyena_platform.score.chunk_files import check_output
 from hyena_platform.score.plan import plan_job
 
 REPO = Path(__file__).resolve().parents[1]
@@ -121,7 +121,7 @@ def test_a_fasta_edited_in_place_is_a_different_genome(model_dir, tmp_path, bund
         fasta.write_bytes(f.read())
     out = tmp_path / "out"
     before = plan_job(job_from_mapping(mapping(model_dir, out, fasta=fasta)))
-    from hyena_platform.score.output import fingerprint, write_manifest
+    from hyena_platform.score.chunk_files import fingerprint, write_manifest
 
     write_manifest(out, {"status": "complete", "fingerprint": fingerprint(before.identity),
                          "identity": before.identity, "model": before.model.describe()})

@@ -12,7 +12,7 @@ import torch
 import hyena
 from hyena.tokenizer import A, C, G, N, SEP, T, reverse_complement_ids
 from hyena_platform.score.scorer import ChunkScorer, model_from_payload, model_payload
-from hyena_platform.score.windows import Chunk, tile
+from hyena_platform.score.tiling import Chunk, tile
 
 W, S = 64, 24
 

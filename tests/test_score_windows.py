@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hyena.tokenizer import PAD, SEP
-from hyena_platform.score.windows import (
+from hyena_platform.score.tiling import (
     Chunk, Region, chunk_windows, min_context, plan_chunks, rc_interval, strand_sequence, tile, window_batch,
 )
 

@@ -180,7 +180,7 @@ def draw_pictures(workdir: Path, pre, scored) -> dict[str, Path]:
 
     from hyena_platform import tracking
     from hyena_platform.plots import plot_training, plot_track
-    from hyena_platform.score.output import partition_dir
+    from hyena_platform.score.chunk_files import partition_dir
 
     cfg = tracking.TrackingConfig(uri=pre.tracking_uri, experiment=pre.experiment).resolved()
     train = tracking.metric_history(cfg, pre.run_id, "train/loss")

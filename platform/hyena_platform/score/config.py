@@ -49,7 +49,7 @@ class TargetSection:
 
 @dataclass(frozen=True)
 class WindowSection:
-    """Window W and stride S (see hyena_platform.score.windows for the exact definition)."""
+    """Window W and stride S (see hyena_platform.score.tiling for the exact definition)."""
 
     size: int | None = None  # W, tokens per model call; null: the model's l_max - 2
     stride: int | None = None  # S, bases scored per window; null: W // 2. Context >= W - S.

@@ -24,15 +24,15 @@ from typing import Any
 
 from hyena_platform.batch import Progress, check_resources, end_run_quietly, init_ray, max_rss_mb, run_pool
 from hyena_platform.score.config import ScoreJob
-from hyena_platform.score.export import FinalizeResult, finalize
-from hyena_platform.score.output import (
+from hyena_platform.score.finalize import FinalizeResult, finalize
+from hyena_platform.score.chunk_files import (
     MANIFEST_NAME, check_output, chunk_table, clear_output, finished_chunks, fingerprint, now, score_output,
     unpack_scores, write_chunk, write_manifest,
 )
 from hyena_platform.score.plan import ResolvedModel, ScorePlan, plan_job
-from hyena_platform.score.report import tracking_finish, tracking_start
+from hyena_platform.score.mlflow_run import tracking_finish, tracking_start
 from hyena_platform.score.result import ScoreResult
-from hyena_platform.score.windows import Chunk, chunk_windows
+from hyena_platform.score.tiling import Chunk, chunk_windows
 
 
 def run_score(job: ScoreJob, *, source: str = "<job>", overwrite: bool = False, fresh: bool = False,
@@ -126,7 +126,7 @@ def _manifest(plan: ScorePlan, root: Path, previous: dict[str, Any] | None,
         "model": plan.model.describe(),
         "window": {"size": plan.window, "stride": plan.stride, "start_token": "[SEP]",
                    "min_context": plan.window - plan.stride + 1,
-                   "definition": "hyena_platform.score.windows (module docstring)"},
+                   "definition": "hyena_platform.score.tiling (module docstring)"},
         "columns": ["pos", "ref", *plan.columns],
         "chunks": {"total": len(plan.chunks), "chunk_size": job.output.chunk_size},
         "regions": [[r.chrom, r.start, r.end] for r in plan.regions],
@@ -202,7 +202,7 @@ class ScoreReplica:
         from hyena_platform.data.chunks import fetch_codes
         from hyena_platform.data.fasta import tokenize_codes
         from hyena_platform.data.genome import ChunkSpec
-        from hyena_platform.score.output import pack_scores
+        from hyena_platform.score.chunk_files import pack_scores
 
         s = self.scorer
         out = []

@@ -22,8 +22,8 @@ from hyena_platform.data.genome import (
 )
 from hyena_platform.errors import ConfigError, HyenaPlatformError, InputError
 from hyena_platform.score.config import ScoreJob, TargetSection
-from hyena_platform.score.output import FORMAT_VERSION, score_columns
-from hyena_platform.score.windows import Chunk, Region, plan_chunks
+from hyena_platform.score.chunk_files import FORMAT_VERSION, score_columns
+from hyena_platform.score.tiling import Chunk, Region, plan_chunks
 
 
 @dataclass

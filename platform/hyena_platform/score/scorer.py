@@ -21,7 +21,7 @@ import torch
 
 from hyena.precision import autocast_context
 from hyena.tokenizer import A, C, G, N, T
-from hyena_platform.score.windows import Chunk, chunk_windows, strand_sequence, window_batch
+from hyena_platform.score.tiling import Chunk, chunk_windows, strand_sequence, window_batch
 
 BASE_IDS = (A, C, G, T)
 RC_BASE_IDS = (T, G, C, A)  # reverse-strand probability of the complement, in forward terms

@@ -35,7 +35,7 @@ def stage_dataset(chunks: GenomeChunks, stage: Stage, *, data: DataConfig, globa
     Epoch e of stage s draws windows with seed (data.seed, s * 1000 + e): new random offsets,
     reverse-complement coins and shuffle order per epoch and per stage.
     """
-    from hyena_platform.data.windows import stage_windows
+    from hyena_platform.data.training_windows import stage_windows
 
     layout = chunks.layout
     needed = stage.steps * global_batch
@@ -59,7 +59,7 @@ def validation_windows(chunks: GenomeChunks, length: int, count: int, *, data: D
     Deterministic: windows of epoch 0 without shuffling, ordered by coordinates, then `count`
     evenly spaced ones. Returns (input_ids, labels), int64 (n, length).
     """
-    from hyena_platform.data.windows import stage_windows
+    from hyena_platform.data.training_windows import stage_windows
 
     ds = stage_windows(chunks, split=split, length=length, seed=data.seed, epoch=0, reverse_complement=False,
                        max_n_fraction=data.max_n_fraction, shuffle=False, coordinates=True)

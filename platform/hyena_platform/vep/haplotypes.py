@@ -22,7 +22,7 @@ on a contig of length n; 0-based, end-exclusive)
 - ``score = (score_fwd + score_rc) / 2``.
 - Contig edges: when a haplotype starts at the contig's first base (``left == s``, i.e. s < F)
   the model reads the start token [SEP] first, as when scoring a chromosome (see
-  hyena_platform.score.windows), so even the contig's first base is predicted; likewise on the
+  hyena_platform.score.tiling), so even the contig's first base is predicted; likewise on the
   reverse strand at the contig's end. Otherwise the first base of a haplotype is context only.
 - Length: a haplotype is at most ``2F + max(e - s, len(a))`` bases; with the edit at most
   ``max_allele`` bases long that is ``2F + max_allele <= l_max - 2`` (checked when planning).

@@ -29,7 +29,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from hyena_platform.score.output import MANIFEST_NAME, write_parquet_atomic
+from hyena_platform.score.chunk_files import MANIFEST_NAME, write_parquet_atomic
 
 if TYPE_CHECKING:
     from hyena_platform.vep.plan import VariantChunk, VepPlan

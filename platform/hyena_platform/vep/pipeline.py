@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from hyena_platform.batch import Progress, check_resources, end_run_quietly, init_ray, max_rss_mb, run_pool
-from hyena_platform.score.output import check_output, fingerprint, now, write_manifest
+from hyena_platform.score.chunk_files import check_output, fingerprint, now, write_manifest
 from hyena_platform.score.plan import ResolvedModel
 from hyena_platform.vep.config import VepJob
 from hyena_platform.vep.output import (
@@ -256,7 +256,7 @@ class PartWriter:
 
 
 def _tracking_start(plan: VepPlan, root: Path) -> tuple[Any, str]:
-    from hyena_platform.score.report import start_job_run
+    from hyena_platform.score.mlflow_run import start_job_run
 
     params = {"window.resolved_flank": plan.flank, "records": plan.records, "variants": plan.rows,
               "chunks": len(plan.chunks), "vcf.sha256": plan.vcf_sha256}

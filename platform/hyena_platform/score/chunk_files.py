@@ -2,7 +2,7 @@
 
     OUT/_manifest.json                              model, config, coverage, timings, status
     OUT/scores/chrom=chrII/000000000000-000000065536.parquet   one file per chunk
-    OUT/bins.parquet                                per-bin summaries (see export)
+    OUT/bins.parquet                                per-bin summaries (see finalize)
     OUT/log_prob.bw (or .bedGraph)                  the exported track
 
 Read the scores with ``pyarrow.dataset.dataset("OUT/scores", partitioning="hive")`` (or pandas,
@@ -34,7 +34,7 @@ from urllib.parse import quote
 import numpy as np
 
 from hyena_platform.errors import InputError
-from hyena_platform.score.windows import Chunk
+from hyena_platform.score.tiling import Chunk
 
 MANIFEST_NAME = "_manifest.json"
 SCORES_DIR = "scores"

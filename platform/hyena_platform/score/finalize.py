@@ -19,8 +19,8 @@ from typing import Sequence
 import numpy as np
 
 from hyena_platform.errors import HyenaPlatformError
-from hyena_platform.score.output import BINS_NAME, SCORES_DIR, chunk_path, partition_dir
-from hyena_platform.score.windows import Chunk, Region
+from hyena_platform.score.chunk_files import BINS_NAME, SCORES_DIR, chunk_path, partition_dir
+from hyena_platform.score.tiling import Chunk, Region
 
 TRACK_SUFFIX = {"bigwig": ".bw", "bedgraph": ".bedGraph"}
 

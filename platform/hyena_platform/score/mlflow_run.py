@@ -14,11 +14,11 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hyena_platform.score.output import fingerprint
+from hyena_platform.score.chunk_files import fingerprint
 from hyena_platform.score.result import ScoreResult
 
 if TYPE_CHECKING:
-    from hyena_platform.score.export import FinalizeResult
+    from hyena_platform.score.finalize import FinalizeResult
     from hyena_platform.score.plan import ScorePlan
 
 
