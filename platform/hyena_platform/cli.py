@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run": ("hyena_platform.commands.run", "run any job file: its kind: says which job (pretrain, score, shard, ...)"),
     **{kind.name: (kind.command, kind.help) for kind in KINDS.values()},
     "demo": ("hyena_platform.commands.demo", "the whole platform on embedded defaults: pretrain, register, score chrII, plot"),
+    "generate": ("hyena_platform.commands.generate", "generate DNA from a prompt with the cached decoder: FASTA with per-base log-likelihoods"),
     "info": ("hyena_platform.commands.info", "show versions, the released model variants and the bundled genome"),
     "submit": ("hyena_platform.commands.submit", "submit a job YAML to a Ray cluster's job server, follow its logs, exit with its outcome"),
     "export": ("hyena_platform.commands.export", "export a model (path or models:/ URI) in our format or MultiMolecule's, for Hugging Face"),

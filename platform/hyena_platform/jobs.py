@@ -1,6 +1,6 @@
 """Job kinds: what a job file is (its ``kind:``), how it is loaded and which command runs it.
 
-Every job file starts with ``kind: pretrain | finetune | predict | score | vep | shard``; `hyena run JOB.yaml` reads
+Every job file starts with ``kind: pretrain | finetune | predict | score | vep | embed | shard``; `hyena run JOB.yaml` reads
 it and runs the kind's command (`hyena pretrain`, `hyena score`, ...: those stay as aliases).
 A new kind is one line in `KINDS` plus its modules: the job dataclass (with a
 ``kind: Literal["NAME"]`` field), a loader ``(path, overrides) -> job`` that makes every check
@@ -45,6 +45,8 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
          "predict tables, FASTA records or BED regions with a fine-tuned sequence model (Ray, Parquet)"),
     Kind("vep", "hyena_platform.vep.config:load_job", ("--fresh", "--overwrite"),
          "zero-shot variant effects of a VCF on Ray: log P(alt) - log P(ref), resumable"),
+    Kind("embed", "hyena_platform.embed.config:load_job", ("--fresh", "--overwrite"),
+         "embed FASTA records, BED regions or a table of sequences on Ray: Parquet, resumable"),
 )}
 
 
@@ -55,6 +57,8 @@ def kind_of(data: Mapping[str, Any], *, source: str) -> str:
         if kind not in KINDS:
             raise ConfigError(f"{source}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
         return kind
+    if "embedding" in data:  # an embedding job without kind: (predict jobs have input: too)
+        return "embed"
     if "input" in data:
         return "predict"
     if isinstance(data.get("output"), str):

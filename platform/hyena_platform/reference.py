@@ -23,6 +23,7 @@ END = "<!-- config-reference:end -->"
 
 def _jobs() -> list[tuple[str, type]]:
     from hyena_platform.data.shard_job import ShardJob
+    from hyena_platform.embed.config import EmbedJob
     from hyena_platform.finetune.config import FinetuneJob
     from hyena_platform.score.config import ScoreJob
     from hyena_platform.train.config import PretrainJob
@@ -32,7 +33,8 @@ def _jobs() -> list[tuple[str, type]]:
             ("pretrain (`hyena pretrain`, jobs/pretrain*.yaml)", PretrainJob),
             ("finetune (`hyena finetune`, jobs/finetune*.yaml)", FinetuneJob),
             ("score (`hyena score`, jobs/score*.yaml)", ScoreJob),
-            ("vep (`hyena vep`, jobs/vep*.yaml)", VepJob)]
+            ("vep (`hyena vep`, jobs/vep*.yaml)", VepJob),
+            ("embed (`hyena embed`, jobs/embed*.yaml)", EmbedJob)]
 
 
 def _field_comments(cls: type) -> dict[str, str]:
