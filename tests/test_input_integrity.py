@@ -177,3 +177,28 @@ def test_bad_tracking_uri_scheme_and_ray_addresses_are_one_line(tmp_path, capsys
     finally:
         os.chdir(cwd)
     assert not (tmp_path / "o").exists()
+
+
+def test_a_corrupt_shard_file_is_one_line(tmp_path):
+    """A shard directory whose Parquet file was damaged after writing (no Ray: the manifest check)."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from hyena_platform.data.pipeline import MANIFEST_NAME, read_manifest
+
+    out = tmp_path / "shards"
+    out.mkdir()
+    pq.write_table(pa.table({"chrom": ["a", "a"], "start": [0, 4]}), out / "hyena-shard_x_000000.parquet")
+    layout = {"chunk_size": 4, "keep_soft_mask": False, "records": [{"name": "a", "length": 8, "source": "g.fa"}],
+              "segments": [{"chrom": "a", "start": 0, "end": 8, "split": "train"}]}
+    (out / MANIFEST_NAME).write_text(json.dumps({
+        "format": "hyena-shards", "version": 1, "tokenizer": "hyenadna-char12", "created": "x", "content_hash": "h",
+        "num_chunks": 2, "layout": layout, "files": ["hyena-shard_x_000000.parquet"], "data_config": {}}))
+    assert read_manifest(str(out)).num_chunks == 2
+    data = (out / "hyena-shard_x_000000.parquet").read_bytes()
+    (out / "hyena-shard_x_000000.parquet").write_bytes(data[: len(data) // 2])  # truncated
+    with pytest.raises(InputError) as err:
+        read_manifest(str(out))
+    assert "hyena-shard_x_000000.parquet: corrupt shard file" in one_line(err)

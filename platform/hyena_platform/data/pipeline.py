@@ -369,4 +369,23 @@ def read_manifest(path: str) -> ShardManifest:
     if missing:
         raise InputError(f"{path}: {len(missing)} shard file(s) named in {MANIFEST_NAME} are "
                          f"missing (first: {missing[0]}); write the shards again")
+    _check_shard_files(fs, root, manifest, path)
     return manifest
+
+
+def _check_shard_files(fs, root: str, manifest: ShardManifest, path: str) -> None:
+    """Every shard file's Parquet footer reads and the row counts add up to the manifest's: a
+    corrupt or truncated file is one line here, not a Ray task traceback mid-training."""
+    import pyarrow.parquet as pq
+
+    rows = 0
+    for name in manifest.files:
+        try:
+            with fs.open_input_file(posixpath.join(root, name)) as f:
+                rows += pq.ParquetFile(f).metadata.num_rows
+        except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
+            raise InputError(f"{path}/{name}: corrupt shard file ({' '.join(str(err).split())[:120]}); write "
+                             "the shards again (hyena shard --overwrite)") from None
+    if rows != manifest.num_chunks:
+        raise InputError(f"{path}: the shard files hold {rows} chunks, {MANIFEST_NAME} lists {manifest.num_chunks}; "
+                         "write the shards again (hyena shard --overwrite)")

@@ -20,6 +20,8 @@ The pure numpy functions (`cut_windows`, `reverse_complement_some`, `make_exampl
 
 from __future__ import annotations
 
+import hashlib
+
 import zlib
 from typing import TYPE_CHECKING, Any
 
@@ -194,10 +196,25 @@ def stage_windows(
               .groupby(["chrom", "segment_start"], num_partitions=_partitions(layout, split))
               .map_groups(_cut_segment_group, batch_format="pyarrow", fn_kwargs=kw, **remote))
     if shuffle:
-        ds = ds.random_shuffle(seed=epoch_seed(seed, epoch))
+        # A seeded sort key per window instead of Ray's random_shuffle, whose output order depends
+        # on how blocks and tasks happened to run: the same seed gives the same order every run.
+        ds = ds.map_batches(_shuffle_key, batch_format="pyarrow", fn_kwargs={"seed": epoch_seed(seed, epoch)},
+                            **remote).sort(SHUFFLE_KEY)
     rows_per_batch = max(1, (4 << 20) // (16 * length))  # ~4 MiB of int64 per output block
     return ds.map_batches(_to_examples, batch_size=rows_per_batch, batch_format="numpy",
                           fn_kwargs={"coordinates": coordinates}, **remote)
+
+
+SHUFFLE_KEY = "_shuffle_key"
+
+
+def _shuffle_key(batch, *, seed: int):
+    """Add a pseudo-random uint64 per window, a function of (seed, chrom, start, strand) only."""
+    import pyarrow as pa
+
+    keys = [int.from_bytes(hashlib.blake2b(f"{seed}:{c}:{s}:{d}".encode(), digest_size=8).digest(), "little")
+            for c, s, d in zip(batch["chrom"].to_pylist(), batch["start"].to_pylist(), batch["strand"].to_pylist())]
+    return batch.append_column(SHUFFLE_KEY, pa.array(keys, pa.uint64()))
 
 
 def equalize_batches(ds: "ray.data.Dataset", *, num_workers: int,

@@ -20,10 +20,12 @@ run is reused unless ``fresh``. A fine-tuning job reuses `open_or_resume_run`, `
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import platform as _platform
+import signal
 import tempfile
 import threading
 import time
@@ -103,6 +105,110 @@ def environment() -> dict[str, str]:
     out["env.cuda"] = torch.version.cuda or "none"
     out["env.gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     return out
+
+
+class _Flag:
+    hit = False
+    count = 0
+
+
+@contextlib.contextmanager
+def sigint_recorded():
+    """Record a SIGINT (Ctrl-C) during the block, then behave as before (KeyboardInterrupt),
+    so that the caller knows even when a library caught it and returned normally."""
+    flag = _Flag()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def record(signum, frame):
+        flag.hit = True
+        if callable(previous):
+            previous(signum, frame)
+        else:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, record)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def abort_on_sigint(controller, flag: _Flag) -> None:
+    """SIGINT during fit: record it and ask Ray Train's controller to abort the run (once; a
+    third Ctrl-C gives up waiting)."""
+    import ray
+
+    def handler(signum, frame):
+        flag.hit = True
+        flag.count += 1
+        if flag.count >= 3:
+            raise KeyboardInterrupt
+        if flag.count == 1:
+            try:
+                ray.get(controller.abort.remote())
+            except ray.exceptions.RayActorError:
+                pass  # the controller is already gone: fit() returns or raises, we raise after
+
+    signal.signal(signal.SIGINT, handler)
+
+
+def fit_interruptible(trainer):
+    """trainer.fit(), where one Ctrl-C aborts the run and raises KeyboardInterrupt afterwards.
+
+    Ray Train's own Ctrl-C handler aborts the run and then either returns normally (the model
+    would be registered) or calls sys.exit inside the handler (exit 1, no message); ours aborts
+    it and records the interrupt instead."""
+    with sigint_recorded() as interrupted:
+        trainer._register_sigint_handler = lambda controller: abort_on_sigint(controller, interrupted)
+        try:
+            result = trainer.fit()
+        except Exception:
+            if interrupted.hit:
+                raise KeyboardInterrupt from None
+            raise
+    if interrupted.hit:
+        raise KeyboardInterrupt
+    return result
+
+
+def check_resources(sc) -> None:
+    """ConfigError naming what is missing when the workers cannot all be placed on the Ray
+    cluster as it is (each worker's CPUs and GPUs on one node, some CPU left for Ray Data), or
+    Ray Train would wait for them forever. A cluster with an autoscaler may grow: not checked."""
+    import ray
+
+    if os.environ.get("RAY_ADDRESS") or sc.address:
+        return  # a remote cluster may autoscale to the request
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    cpus = sum(n.get("CPU", 0.0) for n in nodes)
+    gpus = sum(n.get("GPU", 0.0) for n in nodes)
+    gpu = sc.gpus_per_worker if sc.use_gpu else 0.0
+    need_cpu, need_gpu = sc.num_workers * sc.cpus_per_worker, sc.num_workers * gpu
+    biggest_cpu = max((n.get("CPU", 0.0) for n in nodes), default=0.0)
+    problems = []
+    if need_cpu >= cpus or sc.cpus_per_worker > biggest_cpu:
+        problems.append(f"{sc.num_workers} worker(s) x {sc.cpus_per_worker:g} CPU = {need_cpu:g} CPUs, but the "
+                        f"Ray cluster has {cpus:g} (and Ray Data needs some for the input pipeline)")
+    if need_gpu > gpus + 1e-9:
+        problems.append(f"{sc.num_workers} worker(s) x {gpu:g} GPU = {need_gpu:g} GPUs, but the Ray cluster has {gpus:g}")
+    if problems:
+        raise ConfigError("scaling: " + "; ".join(problems) + "; lower scaling.num_workers, cpus_per_worker or "
+                          "gpus_per_worker, or set scaling.address to a larger cluster")
+
+
+def deterministic_ingest():
+    """Ray Train's dataset config with a reproducible feed: blocks keep their order through the
+    pipeline (windows, seeded sort-shuffle, limit) and are split among the workers in that
+    order, not by whichever worker or node asks first. With train.seed fixed, a CPU run then sees
+    the same batches and reports the same losses every time (docs/training.md, Reproducibility)."""
+    import ray.train
+
+    options = ray.train.DataConfig.default_ingest_options()
+    options.preserve_order = True
+    return ray.train.DataConfig(execution_options=options, enable_shard_locality=False)
 
 
 def _resume_differences(job_params: dict[str, str], logged: dict[str, str]) -> list[str]:
@@ -319,6 +425,7 @@ def build_trainer(plan: RunPlan, run_id: str, data: TrainingData, progress_path:
             callbacks=[callback],
         ),
         datasets=data.datasets,
+        dataset_config=deterministic_ingest(),
     )
 
 
@@ -420,6 +527,7 @@ def _run_pretrain(job: PretrainJob, *, source: str, fresh: bool, progress: Progr
     clock.lap("tracking_setup")
     try:
         start_ray(job.scaling.address, worker_logs=ray_logs)
+        check_resources(job.scaling)  # a request the cluster cannot meet would wait forever, silently
         clock.lap("ray_init")
         data = build_datasets(plan, run_id, clock)
         log_baselines(plan, run_id, data)
@@ -427,13 +535,16 @@ def _run_pretrain(job: PretrainJob, *, source: str, fresh: bool, progress: Progr
         progress_path = os.path.join(tempfile.mkdtemp(prefix="hyena-progress-"), "progress.jsonl")
         trainer = build_trainer(plan, run_id, data, progress_path)
         with Reporter(progress_path, progress):
-            result = trainer.fit()
+            result = fit_interruptible(trainer)
         clock.lap("fit")
         check_outcome(plan, run_id, result)
         version, summaries = register(plan, run_id, result, data)
         clock.lap("register")
         finish_run(plan, run_id, result, data.data_hash, version, summaries, clock.timings)
     except TrainingDivergedError:
+        raise
+    except KeyboardInterrupt:  # the checkpoints stay: rerunning the job resumes; nothing registered
+        tracking.end_run(plan.tracking, run_id, "KILLED")
         raise
     except BaseException:
         tracking.end_run(plan.tracking, run_id, "FAILED")
