@@ -61,6 +61,19 @@ def test_clear_deletes_only_owned_files_and_refuses_when_others_are_there(tmp_pa
         other.claim()
 
 
+def test_fresh_on_a_new_directory_holding_only_our_lock_deletes_nothing_and_succeeds(tmp_path):
+    out = make(tmp_path / "new")
+    with out.lock(job="fresh run"):  # the lock creates the directory before --fresh is checked
+        assert out.clear(what="--fresh") == []
+        out.claim(job="fresh run")
+        assert out.is_ours()
+    (tmp_path / "user").mkdir()
+    (tmp_path / "user" / "notes.txt").write_text("mine")
+    with make(tmp_path / "user").lock(job="fresh run"), pytest.raises(OutputError, match="not written by"):
+        make(tmp_path / "user").clear(what="--fresh")
+    assert (tmp_path / "user" / "notes.txt").read_text() == "mine"
+
+
 def test_lock_is_exclusive_and_names_its_owner(tmp_path):
     out = make(tmp_path / "o")
     with out.lock(job="first job"):

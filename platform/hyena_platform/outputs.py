@@ -220,8 +220,8 @@ class OutputDir:
         """Delete every owned file (those in `first` first, e.g. the manifest, so that a crash
         midway never leaves the directory looking complete), keeping the marker and the lock.
         Refuses, deleting nothing, when the directory is not ours or holds other files."""
-        if not self.exists():
-            return []
+        if not set(self.entries()) - {MARKER_NAME, LOCK_NAME}:
+            return []  # missing, or new with only our lock in it: nothing to delete
         if not self.is_ours():
             raise OutputError(f"{self.uri}: {what} refused: this directory was not written by a {self.kind} "
                               f"job (no {MARKER_NAME}), so nothing in it is deleted; choose another directory")
