@@ -3,6 +3,7 @@ real genome) and a non-DNA character (one line, not a Ray traceback). Real local
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -62,3 +63,6 @@ def test_a_non_dna_character_is_one_line_naming_file_record_and_position(ray_clu
     err = capfd.readouterr().err.strip()
     assert err.splitlines()[-1].startswith(f"hyena score: error: {fasta}, record 'chrA': character 'J' at position 4321")
     assert "Traceback" not in err and "ray::" not in err and "To change retry" not in err, err
+    manifest = json.loads((tmp_path / "out" / "_manifest.json").read_text())  # a rerun resumes from it
+    assert manifest["status"] == "failed" and manifest["attempts"][-1]["status"] == "failed"
+    assert "character 'J' at position 4321" in manifest["attempts"][-1]["error"]

@@ -87,6 +87,18 @@ def end_run_quietly(run: tuple[Any, str], status: str) -> None:
         logging.getLogger(__name__).warning("could not mark MLflow run %s %s: %s", run[1], status, err)
 
 
+def record_failure(err: BaseException, attempt: dict[str, Any], manifest: dict[str, Any],
+                   save: Callable[[], Any], run: tuple[Any, str] | None, finished: str) -> None:
+    """A batch job stopped by `err`: its attempt and manifest say so (a rerun resumes from the
+    chunks already written) and its MLflow run ends KILLED (Ctrl-C) or FAILED. The caller re-raises."""
+    status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+    attempt.update(status=status, finished=finished, error=" ".join(str(err).split())[:500])
+    manifest["status"] = status
+    save()
+    if run is not None:
+        end_run_quietly(run, "KILLED" if status == "interrupted" else "FAILED")
+
+
 def max_rss_mb() -> float:
     """Peak resident memory of this process (Linux reports KiB)."""
     import resource

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hyena_platform.batch import Progress, check_resources, end_run_quietly, init_ray, max_rss_mb, run_pool
+from hyena_platform.batch import Progress, check_resources, init_ray, max_rss_mb, record_failure, run_pool
 from hyena_platform.data.fasta import content_digest
 from hyena_platform.embed.config import EmbedJob
 from hyena_platform.embed.embedder import EmbedSettings
@@ -157,12 +157,7 @@ def _embed_locked(plan: EmbedPlan, out: OutputDir, root: Path, *, overwrite: boo
                                                   for i in range(len(plan.chunks))])
         path = write_manifest(root, manifest, fmt=FORMAT, version=FORMAT_VERSION)
     except BaseException as err:
-        status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
-        attempt.update(status=status, finished=now(), error=" ".join(str(err).split())[:500])
-        manifest["status"] = status
-        write_manifest(root, manifest, fmt=FORMAT, version=FORMAT_VERSION)
-        if run is not None:
-            end_run_quietly(run, "KILLED" if status == "interrupted" else "FAILED")
+        record_failure(err, attempt, manifest, lambda: write_manifest(root, manifest, fmt=FORMAT, version=FORMAT_VERSION), run, finished=now())
         raise
     result = EmbedResult(root, path, len(plan.items), len(plan.chunks), len(pending),
                          time.perf_counter() - t0, run[1] if run else None)

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hyena_platform.batch import Progress, check_resources, end_run_quietly, init_ray, max_rss_mb, run_pool
+from hyena_platform.batch import Progress, check_resources, init_ray, max_rss_mb, record_failure, run_pool
 from hyena_platform.score.config import ScoreJob
 from hyena_platform.score.finalize import FinalizeResult, finalize
 from hyena_platform.score.chunk_files import (
@@ -103,12 +103,7 @@ def _score_locked(job: ScoreJob, plan: ScorePlan, out: Any, root: Path, *, overw
                              tracking_uri=run[0].uri if run else None,
                              extra={"replica_max_rss_mb": peak_rss})
     except BaseException as err:
-        status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
-        attempt.update(status=status, finished=now(), error=" ".join(str(err).split())[:500])
-        manifest["status"] = status
-        write_manifest(root, manifest)
-        if run is not None:
-            end_run_quietly(run, "KILLED" if status == "interrupted" else "FAILED")
+        record_failure(err, attempt, manifest, lambda: write_manifest(root, manifest), run, finished=now())
         raise
     if run is not None:  # the scores are complete whatever happens to the MLflow run now
         tracking_finish(run, result, fin)

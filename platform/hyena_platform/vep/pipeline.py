@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hyena_platform.batch import Progress, check_resources, end_run_quietly, init_ray, max_rss_mb, run_pool
+from hyena_platform.batch import Progress, check_resources, init_ray, max_rss_mb, record_failure, run_pool
 from hyena_platform.score.chunk_files import check_output, fingerprint, now, write_manifest
 from hyena_platform.score.plan import ResolvedModel
 from hyena_platform.vep.config import VepJob
@@ -83,12 +83,7 @@ def _run_locked(plan: VepPlan, root: Path, previous: dict[str, Any] | None, emit
         result = _run(plan, root, manifest, attempt, emit, ray_logs, ray_progress, t_start)
         result.run_id, result.tracking_uri = (run[1], run[0].uri) if run else (None, None)
     except BaseException as err:
-        status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
-        attempt.update(status=status, finished=now(), error=" ".join(str(err).split())[:500])
-        manifest["status"] = status
-        _write(root, manifest)
-        if run is not None:
-            end_run_quietly(run, "KILLED" if status == "interrupted" else "FAILED")
+        record_failure(err, attempt, manifest, lambda: _write(root, manifest), run, finished=now())
         raise
     if run is not None:  # the results are complete whatever happens to the MLflow run now
         _tracking_finish(run, result)
