@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
+from _quiet import library_noise
 
 from hyena_platform.errors import ConfigError
 from hyena_platform.local_ray import check_address
@@ -71,6 +72,9 @@ def test_a_local_job_listens_on_loopback_only(tmp_path):
     assert {"gcs_server", "raylet"} <= names, seen  # we did watch Ray's servers listening
     exposed = sorted(s for s in seen if not is_loopback(s[0]))
     assert not exposed, f"listening beyond loopback: {exposed}"
+    # A local start shows neither Ray's token-authentication notice nor the raylet's worker
+    # count warning (hyena_platform.local_ray), nor any other library line (tests/test_terminal.py).
+    assert library_noise(out) == [], out
 
 
 @pytest.mark.parametrize("address", ["ftp://x:1", "head node:6379", "10.0.0.5", "http://h:8265"])

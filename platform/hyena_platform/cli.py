@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 
 from hyena_platform.errors import HyenaPlatformError
 from hyena_platform.jobs import KINDS
+from hyena_platform.terminal import quiet_libraries
 
 # name -> (module, help). Each module defines add_arguments(parser) and run(args) -> int. Every
 # job kind (hyena_platform.jobs.KINDS) is also a command, an alias of `hyena run` for its files.
@@ -28,6 +29,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "export": ("hyena_platform.commands.export", "export a model (path or models:/ URI) in our format or MultiMolecule's, for Hugging Face"),
     "upgrade-model": ("hyena_platform.commands.upgrade_model", "register a version from before MLflow Models again as an MLflow Model"),
 }
+
+# Commands that import neither MLflow nor Ray (quiet_libraries would import both for nothing).
+PLAIN_COMMANDS = {"info"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,6 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     run: Callable[[argparse.Namespace], int] = args._run
     try:
+        if args.command not in PLAIN_COMMANDS:
+            quiet_libraries()  # library INFO lines off the terminal: it shows our progress and results
         return int(run(args) or 0)
     except HyenaPlatformError as err:
         print(f"hyena {args.command}: error: {err}", file=sys.stderr)

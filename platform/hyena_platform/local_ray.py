@@ -9,19 +9,31 @@ off in this process for the duration of ``ray.init`` only (no environment variab
 child process inherits anything) and asks for 127.0.0.1 explicitly; Ray's processes then all
 listen on 127.0.0.1 (tests/test_network.py lists their sockets). There is no dashboard.
 
+Two of Ray's notices are about the cluster it starts, and are kept off the terminal of a local
+start only: the token-authentication notice (Ray turns token authentication on for a new local
+cluster and says so at WARNING; it stays on, the notice is not shown), and the raylet's "N
+PYTHON worker processes have been started ... 4x the maximum expected startup concurrency"
+(the expected concurrency defaults to the CPU count, 2 on a laptop, while a training job with
+its Ray Data feed, or two actor pools, legitimately runs 8 or more workers: the expectation is
+raised to `STARTUP_CONCURRENCY` through Ray's own ``worker_maximum_startup_concurrency`` knob).
+
 Connecting to a cluster (an address, or $RAY_ADDRESS) changes nothing: Ray's defaults plus its
-token authentication (cluster/*.yaml, README "Cluster workflow").
+token authentication (cluster/*.yaml, README "Cluster workflow"), and its notices as they are.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 from typing import Any, Iterator
 
 from hyena_platform.errors import ConfigError
 
 LOOPBACK = "127.0.0.1"
+# Worker processes the raylet may start at once; it warns when 4x this many are alive.
+STARTUP_CONCURRENCY = 8
+_TOKEN_NOTICE_LOGGER = "ray._private.authentication.authentication_token_setup"
 # ray.init's address forms: "auto", "local", "host:port" (GCS), "ray://host:port" (Ray Client).
 _ADDRESS = re.compile(r"^(auto|local|ray://[^\s/:]+(:\d+)?|[A-Za-z0-9.\-\[\]:]+:\d+)$")
 
@@ -40,10 +52,14 @@ def _loopback_node() -> Iterator[None]:
 
     before = ray_constants.ENABLE_RAY_CLUSTER
     ray_constants.ENABLE_RAY_CLUSTER = False  # Ray then takes this node's address to be 127.0.0.1
+    notice = logging.getLogger(_TOKEN_NOTICE_LOGGER)
+    level = notice.level
+    notice.setLevel(logging.ERROR)  # "Token authentication is enabled for this Ray cluster" (it is)
     try:
         yield
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = before
+        notice.setLevel(level)
 
 
 def init(address: str | None, **options: Any) -> None:
@@ -55,4 +71,6 @@ def init(address: str | None, **options: Any) -> None:
         ray.init(address=address, **options)
         return
     with _loopback_node():
-        ray.init(address="local", include_dashboard=False, _node_ip_address=LOOPBACK, **options)
+        system = {"worker_maximum_startup_concurrency": STARTUP_CONCURRENCY, **options.pop("_system_config", {})}
+        ray.init(address="local", include_dashboard=False, _node_ip_address=LOOPBACK, _system_config=system,
+                 **options)

@@ -335,6 +335,21 @@ def save_mlflow_model(checkpoint: str | Path, dst: str | Path, *, card: "ModelCa
     return served.outputs, card
 
 
+# MLflow logs "Creating initial MLflow database tables..." and "Updating database tables" at INFO
+# on every new SQLite store, alembic its schema migrations.
+LIBRARY_LOG_LEVELS = {"mlflow": logging.WARNING, "alembic": logging.WARNING}
+
+
+def quiet_logs() -> None:
+    """MLflow's and alembic's loggers at WARNING for the rest of the process (the `hyena`
+    command's terminal shows our lines). MLflow sets its logger to INFO when it is imported
+    (mlflow.utils.logging_utils), so it is imported here first and the levels set after."""
+    import mlflow  # noqa: F401 - imported for its logger set-up, which must come first
+
+    for name, level in LIBRARY_LOG_LEVELS.items():
+        logging.getLogger(name).setLevel(level)
+
+
 @contextlib.contextmanager
 def quiet_mlflow():
     """MLflow's INFO lines off the terminal for the duration (the platform prints its own)."""

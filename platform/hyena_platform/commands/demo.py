@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,11 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hyena_platform.demo import run_demo
-    from hyena_platform.ray_setup import quiet_ray_logs
 
-    # Keep Ray's console chatter out of the demo's terminal; our progress lines say what is happening.
-    quiet_ray_logs()
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    # The libraries' INFO lines are kept off the terminal by the CLI entry (hyena_platform.terminal).
     result = run_demo(args.workdir, fresh=args.fresh, quick=args.quick)
     print(result.summary())
     return 0

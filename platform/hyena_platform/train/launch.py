@@ -205,9 +205,13 @@ def deterministic_ingest():
     order, not by whichever worker or node asks first. With train.seed fixed, a CPU run then sees
     the same batches and reports the same losses every time (docs/training.md, Reproducibility)."""
     import ray.train
+    from ray.data import DataContext, ExecutionOptions
 
-    options = ray.train.DataConfig.default_ingest_options()
-    options.preserve_order = True
+    # Ray Train's DataConfig.default_ingest_options() copies the deprecated exclude_resources
+    # (a RayDeprecationWarning on every run); these are its other defaults, order preserved.
+    current = DataContext.get_current().execution_options
+    options = ExecutionOptions(resource_limits=current.resource_limits, preserve_order=True,
+                               verbose_progress=current.verbose_progress)
     return ray.train.DataConfig(execution_options=options, enable_shard_locality=False)
 
 
