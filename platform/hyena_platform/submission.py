@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
+
+from pydantic import Field
+
+from hyena_platform.config import section
 
 # Never uploaded with the working directory (Ray also skips what .gitignore lists).
 DEFAULT_EXCLUDES = (".git", ".venv", "**/__pycache__", "*.egg-info", "runs", "mlruns", "mlartifacts",
@@ -20,22 +23,23 @@ _SUBMISSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _CREDENTIAL = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|ACCESS_KEY|PRIVATE_KEY|CREDENTIAL|API_KEY")
 
 
-@dataclass(frozen=True)
+@section
 class RuntimeEnvSection:
     """Ray's runtime_env for the job (the entrypoint and every task and actor it starts).
 
     Local paths are relative to the directory `hyena submit` runs in, as for ``ray job submit``.
     """
 
-    # The job's cwd. A local directory is uploaded (zipped into the GCS, unpacked on each node);
-    # local://DIR is used in place, nothing uploaded, for DIR on a filesystem every node shares
-    # (NFS, or one machine: cluster/local-fake-multinode.yaml); a remote package URI
-    # (s3://.../pkg.zip) is used as is. Relative DIRs are resolved where `hyena submit` runs.
-    working_dir: str | None = "."
-    excludes: list[str] = field(default_factory=lambda: list(DEFAULT_EXCLUDES))  # gitignore-style
-    py_modules: list[str] = field(default_factory=list)  # local packages or wheels put on PYTHONPATH
-    pip: list[str] = field(default_factory=list)  # requirements installed into the job's env
-    env_vars: dict[str, str] = field(default_factory=dict)
+    working_dir: str | None = Field(".", description=(
+        "The job's cwd. A local directory is uploaded (zipped into the GCS, unpacked on each node); local://DIR is "
+        "used in place, nothing uploaded, for DIR on a filesystem every node shares (NFS, or one machine: "
+        "cluster/local-fake-multinode.yaml); a remote package URI (s3://.../pkg.zip) is used as is. Relative DIRs "
+        "are resolved where `hyena submit` runs."))
+    excludes: list[str] = Field(default_factory=lambda: list(DEFAULT_EXCLUDES), description="gitignore-style")
+    py_modules: list[str] = Field(default_factory=list, description="local packages or wheels put on PYTHONPATH")
+    pip: list[str] = Field(default_factory=list, description="requirements installed into the job's env")
+    env_vars: dict[str, str] = Field(default_factory=dict, description=(
+        "environment variables of the job's processes (names only; never credentials)"))
 
     def validate(self) -> None:
         for name in self.env_vars:
@@ -54,7 +58,7 @@ class RuntimeEnvSection:
             raise ValueError("submission.runtime_env.working_dir is empty; use '.' or null (no upload)")
 
 
-@dataclass(frozen=True)
+@section
 class EntrypointSection:
     """Resources reserved for the job's driver process (the `hyena ...` command itself).
 
@@ -62,10 +66,10 @@ class EntrypointSection:
     on 127.0.0.1. Ask for resources only if the head has them and the driver needs them.
     """
 
-    num_cpus: float = 0.0  # CPUs reserved for the driver (entrypoint) process on the cluster
-    num_gpus: float = 0.0  # GPUs reserved for the driver process (workers ask for their own)
-    memory: int = 0  # bytes
-    resources: dict[str, float] = field(default_factory=dict)  # custom resources, e.g. {head: 0.01}
+    num_cpus: float = Field(0.0, description="CPUs reserved for the driver (entrypoint) process on the cluster")
+    num_gpus: float = Field(0.0, description="GPUs reserved for the driver process (workers ask for their own)")
+    memory: int = Field(0, description="bytes")
+    resources: dict[str, float] = Field(default_factory=dict, description="custom resources, e.g. {head: 0.01}")
 
     def validate(self) -> None:
         for key in ("num_cpus", "num_gpus", "memory"):
@@ -76,16 +80,16 @@ class EntrypointSection:
                 raise ValueError(f"submission.entrypoint.resources.{name} must be >= 0, got {amount}")
 
 
-@dataclass(frozen=True)
+@section
 class SubmissionSection:
     """The ``submission:`` section of a job YAML; read by `hyena submit`, ignored by the job itself."""
 
-    runtime_env: RuntimeEnvSection = field(default_factory=RuntimeEnvSection)
-    entrypoint: EntrypointSection = field(default_factory=EntrypointSection)
-    # null: Ray makes one (raysubmit_...). Placeholders {job} (file stem), {time} (UTC), {user}.
-    # A fixed id makes a second submission of the same job fail instead of running twice.
-    submission_id: str | None = None
-    metadata: dict[str, str] = field(default_factory=dict)  # shown by `ray job list`
+    runtime_env: RuntimeEnvSection = Field(default_factory=RuntimeEnvSection)
+    entrypoint: EntrypointSection = Field(default_factory=EntrypointSection)
+    submission_id: str | None = Field(None, description=(
+        "null: Ray makes one (raysubmit_...). Placeholders {job} (file stem), {time} (UTC), {user}. A fixed id makes"
+        " a second submission of the same job fail instead of running twice."))
+    metadata: dict[str, str] = Field(default_factory=dict, description="shown by `ray job list`")
 
     def validate(self) -> None:
         if self.submission_id is not None:

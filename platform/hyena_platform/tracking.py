@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import yaml
+from pydantic import Field
 
+from hyena_platform.config import section
 from hyena_platform.errors import ConfigError, InputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -41,15 +43,17 @@ RUN_KEY_TAG = "hyena.run_key"  # identifies the Ray Train run (storage + name) a
 _MODEL_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))")
 
 
-@dataclass(frozen=True)
+@section
 class TrackingConfig:
     """The ``tracking:`` section."""
 
-    uri: str = DEFAULT_URI  # sqlite:///relative/or/absolute.db, or http(s):// for a tracking server
-    experiment: str = "hyena-pretrain"  # MLflow experiment of the training runs
-    artifact_location: str | None = None  # null: mlartifacts/ beside a SQLite store; the server's default otherwise
-    register_as: str = "hyenadna"  # registered model name; each finished run adds a version
-    alias: str = "candidate"  # alias moved to the new version
+    uri: str = Field(DEFAULT_URI, description=(
+        "sqlite:///relative/or/absolute.db, or http(s):// for a tracking server"))
+    experiment: str = Field("hyena-pretrain", description="MLflow experiment of the training runs")
+    artifact_location: str | None = Field(None, description=(
+        "null: mlartifacts/ beside a SQLite store; the server's default otherwise"))
+    register_as: str = Field("hyenadna", description="registered model name; each finished run adds a version")
+    alias: str = Field("candidate", description="alias moved to the new version")
 
     def validate(self) -> None:
         if not self.uri:

@@ -12,8 +12,11 @@ Two kinds of fields:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
 from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from hyena_platform.config import section
 
 Split = Literal["train", "valid", "test"]
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
@@ -28,31 +31,35 @@ LAYOUT_FIELDS = ("fasta", "include", "exclude", "min_length", "valid_chroms", "t
                  "bed", "chunk_size", "keep_soft_mask", "index_cache")
 
 
-@dataclass(frozen=True)
+@section
 class DataConfig:
     """Where the genome comes from, how it is split, and how windows are cut from it."""
 
-    # FASTA files (plain or bgzip); neither fasta nor shards: the bundled V. cholerae N16961 genome
-    fasta: list[str] = field(default_factory=list)
+    fasta: list[str] = Field(default_factory=list, description=(
+        "FASTA files (plain or bgzip); neither fasta nor shards: the bundled V. cholerae N16961 genome"))
 
-    shards: str | None = None  # a shard directory or URI written by `hyena shard`, instead of fasta
-    include: list[str] = field(default_factory=list)  # record names or fnmatch patterns ("chr*"); empty = all
-    exclude: list[str] = field(default_factory=list)  # record names or patterns to leave out
-    min_length: int = 0  # records shorter than this are left out
-    # Held-out chromosomes (names or patterns). null: [chrII] for the bundled genome, none
-    # otherwise. Every other selected chromosome is train.
-    valid_chroms: list[str] | None = None
+    shards: str | None = Field(None, description=(
+        "a shard directory or URI written by `hyena shard`, instead of fasta"))
+    include: list[str] = Field(default_factory=list, description=(
+        'record names or fnmatch patterns ("chr*"); empty = all'))
+    exclude: list[str] = Field(default_factory=list, description="record names or patterns to leave out")
+    min_length: int = Field(0, description="records shorter than this are left out")
+    valid_chroms: list[str] | None = Field(None, description=(
+        "Held-out chromosomes (names or patterns). null: [chrII] for the bundled genome, none otherwise. Every other"
+        " selected chromosome is train."))
 
-    test_chroms: list[str] = field(default_factory=list)  # test chromosomes (names or patterns)
-    bed: str | None = None  # splits by interval instead: BED columns chrom, start, end, split (train/valid/test)
-    chunk_size: int = DEFAULT_CHUNK_SIZE  # bases per chunk (an Arrow row); windows longer than this use whole segments
-    max_n_fraction: float = 0.1  # windows with a larger fraction of N are dropped
-    keep_soft_mask: bool = False  # keep the lowercase (soft-mask) flags as a column of the chunks
-    reverse_complement: bool = False  # augmentation of train windows, probability 1/2
-    seed: int = 0  # window offsets, reverse-complement coins and shuffles
-    # Where FASTA indexes are built when the FASTA's own directory is not writable (on every
-    # node that reads it). None: $HYENA_CACHE_DIR/fasta-index, else ~/.cache/hyena/fasta-index.
-    index_cache: str | None = None
+    test_chroms: list[str] = Field(default_factory=list, description="test chromosomes (names or patterns)")
+    bed: str | None = Field(None, description=(
+        "splits by interval instead: BED columns chrom, start, end, split (train/valid/test)"))
+    chunk_size: int = Field(DEFAULT_CHUNK_SIZE, description=(
+        "bases per chunk (an Arrow row); windows longer than this use whole segments"))
+    max_n_fraction: float = Field(0.1, description="windows with a larger fraction of N are dropped")
+    keep_soft_mask: bool = Field(False, description="keep the lowercase (soft-mask) flags as a column of the chunks")
+    reverse_complement: bool = Field(False, description="augmentation of train windows, probability 1/2")
+    seed: int = Field(0, description="window offsets, reverse-complement coins and shuffles")
+    index_cache: str | None = Field(None, description=(
+        "Where FASTA indexes are built when the FASTA's own directory is not writable (on every node that reads it)."
+        " None: $HYENA_CACHE_DIR/fasta-index, else ~/.cache/hyena/fasta-index."))
 
     def __post_init__(self) -> None:
         for name in ("fasta", "include", "exclude", "test_chroms"):
@@ -102,19 +109,20 @@ class DataConfig:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
 
 
-@dataclass(frozen=True)
+@section
 class GenomeSection:
     """Which genome, and which of its records: the `data:` section of jobs that read the FASTA by
     position (scoring) instead of cutting training windows from chunks."""
 
-    # FASTA files (plain or bgzip, indexed by pyfaidx); empty: the bundled V. cholerae N16961 genome
-    fasta: list[str] = field(default_factory=list)
-    include: list[str] = field(default_factory=list)  # record names or fnmatch patterns ("chr*"); empty = all
-    exclude: list[str] = field(default_factory=list)  # record names or patterns to leave out
-    min_length: int = 0  # records shorter than this are left out
-    # Where FASTA indexes are built when the FASTA's own directory is not writable (on every
-    # node that reads it). None: $HYENA_CACHE_DIR/fasta-index, else ~/.cache/hyena/fasta-index.
-    index_cache: str | None = None
+    fasta: list[str] = Field(default_factory=list, description=(
+        "FASTA files (plain or bgzip, indexed by pyfaidx); empty: the bundled V. cholerae N16961 genome"))
+    include: list[str] = Field(default_factory=list, description=(
+        'record names or fnmatch patterns ("chr*"); empty = all'))
+    exclude: list[str] = Field(default_factory=list, description="record names or patterns to leave out")
+    min_length: int = Field(0, description="records shorter than this are left out")
+    index_cache: str | None = Field(None, description=(
+        "Where FASTA indexes are built when the FASTA's own directory is not writable (on every node that reads it)."
+        " None: $HYENA_CACHE_DIR/fasta-index, else ~/.cache/hyena/fasta-index."))
 
     # Keys of the training `data:` section (DataConfig) that mean nothing here, with the fix.
     KEY_HINTS: ClassVar[dict[str, str]] = {
@@ -146,5 +154,5 @@ def _str_list(name: str, value: object) -> list[str]:
     return list(value)
 
 
-_DEFAULTS = {f.name: (f.default_factory() if callable(f.default_factory) else f.default)
-             for f in fields(DataConfig)}
+_DEFAULTS = {name: info.get_default(call_default_factory=True)
+             for name, info in DataConfig.__pydantic_fields__.items()}

@@ -8,24 +8,26 @@ shards with ``data: {shards: OUTPUT}``.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Sequence
 
-from hyena_platform.config import load_config
+from pydantic import Field
+
+from hyena_platform.config import load_config, section
 from hyena_platform.data.config import DataConfig
 from hyena_platform.ray_setup import start_ray
 
 
-@dataclass(frozen=True)
+@section
 class ShardJob:
     """A `hyena shard` job file."""
 
-    output: str  # the shard directory or URI (s3://, gs://, ... anything pyarrow supports)
-    kind: Literal["shard"] = "shard"  # what this file is; `hyena run FILE` runs it as `hyena shard`
-    data: DataConfig = field(default_factory=DataConfig)
-    overwrite: bool = False  # replace an existing (complete or interrupted) shard directory
-    address: str | None = None  # Ray cluster; None: $RAY_ADDRESS, else a local Ray
+    output: str = Field(description="the shard directory or URI (s3://, gs://, ... anything pyarrow supports)")
+    kind: Literal["shard"] = Field("shard", description=(
+        "what this file is; `hyena run FILE` runs it as `hyena shard`"))
+    data: DataConfig = Field(default_factory=DataConfig)
+    overwrite: bool = Field(False, description="replace an existing (complete or interrupted) shard directory")
+    address: str | None = Field(None, description="Ray cluster; None: $RAY_ADDRESS, else a local Ray")
 
 
 def load_job(path: str | Path, overrides: Sequence[str] = ()) -> ShardJob:

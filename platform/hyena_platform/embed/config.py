@@ -9,29 +9,32 @@ Checks that need the model (lengths against l_max) or the inputs (ids, sequences
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-from hyena_platform.config import load_config, to_dict
+from pydantic import Field
+
+from hyena_platform.config import load_config, section, to_dict
 from hyena_platform.score.config import ComputeSection, ModelSection, TrackingSection
 from hyena_platform.submission import SubmissionSection
 from hyena_platform.tracking import DEFAULT_URI
 
 
-@dataclass(frozen=True)
+@section
 class InputSection:
     """What to embed: FASTA records, BED regions of a FASTA, or a table of sequences."""
 
-    # FASTA files (plain or bgzip) whose records, or BED regions, are embedded. Empty and no
-    # table: the bundled V. cholerae genome.
-    fasta: list[str] = field(default_factory=list)
-    records: list[str] = field(default_factory=list)  # record names or fnmatch patterns; empty: all
-    bed: str | None = None  # BED regions of the FASTA: chrom, start, end (0-based, end-exclusive)[, name = id]
-    table: str | None = None  # Parquet, CSV or TSV file with a sequence column and an id column
-    sequence_column: str = "sequence"  # table input: the DNA sequence column
-    id_column: str = "id"  # table input: the unique id column
-    index_cache: str | None = None  # where FASTA indexes are built if the FASTA's directory is read-only
+    fasta: list[str] = Field(default_factory=list, description=(
+        "FASTA files (plain or bgzip) whose records, or BED regions, are embedded. Empty and no table: the bundled "
+        "V. cholerae genome."))
+    records: list[str] = Field(default_factory=list, description="record names or fnmatch patterns; empty: all")
+    bed: str | None = Field(None, description=(
+        "BED regions of the FASTA: chrom, start, end (0-based, end-exclusive)[, name = id]"))
+    table: str | None = Field(None, description="Parquet, CSV or TSV file with a sequence column and an id column")
+    sequence_column: str = Field("sequence", description="table input: the DNA sequence column")
+    id_column: str = Field("id", description="table input: the unique id column")
+    index_cache: str | None = Field(None, description=(
+        "where FASTA indexes are built if the FASTA's directory is read-only"))
 
     def validate(self) -> None:
         if self.table is not None and (self.fasta or self.bed is not None or self.records):
@@ -41,19 +44,22 @@ class InputSection:
             raise ValueError("input.bed selects regions; input.records selects whole records: set one")
 
 
-@dataclass(frozen=True)
+@section
 class EmbeddingSection:
     """How hidden states become embeddings (hyena.embed)."""
 
-    pooling: Literal["mean", "last", "none"] = "mean"  # none: one row per base
-    layers: list[int] = field(default_factory=lambda: [-1])  # hidden states, concatenated; -1 = final LayerNorm
-    reverse_complement: bool = False  # average with the reverse complement (per-base rows flipped back)
-    dtype: Literal["float32", "float16"] = "float32"  # of the stored embedding values
-    long_sequences: Literal["windows", "error"] = "windows"  # longer than the window: split, or refuse
-    # Bases per model call for long sequences; null: the model's l_max. Windows tile a sequence
-    # without overlap from its start; mean = mean over every base (each seen with its own
-    # window's context), last = last base of the last window, none = rows of every window.
-    window: int | None = None
+    pooling: Literal["mean", "last", "none"] = Field("mean", description="none: one row per base")
+    layers: list[int] = Field(default_factory=lambda: [-1], description=(
+        "hidden states, concatenated; -1 = final LayerNorm"))
+    reverse_complement: bool = Field(False, description=(
+        "average with the reverse complement (per-base rows flipped back)"))
+    dtype: Literal["float32", "float16"] = Field("float32", description="of the stored embedding values")
+    long_sequences: Literal["windows", "error"] = Field("windows", description=(
+        "longer than the window: split, or refuse"))
+    window: int | None = Field(None, description=(
+        "Bases per model call for long sequences; null: the model's l_max. Windows tile a sequence without overlap "
+        "from its start; mean = mean over every base (each seen with its own window's context), last = last base of "
+        "the last window, none = rows of every window."))
 
     def validate(self) -> None:
         if not self.layers:
@@ -62,13 +68,13 @@ class EmbeddingSection:
             raise ValueError(f"embedding.window must be >= 1, got {self.window}")
 
 
-@dataclass(frozen=True)
+@section
 class OutputSection:
     """Where embeddings go: OUT/embeddings/part-NNNNNN.parquet and OUT/_manifest.json."""
 
-    path: str  # the output directory (on a filesystem every Ray node can reach)
-    overwrite: bool = False  # replace embeddings of a different model or config (else refused)
-    chunk_size: int = 256  # sequences per Parquet file; the unit of resuming
+    path: str = Field(description="the output directory (on a filesystem every Ray node can reach)")
+    overwrite: bool = Field(False, description="replace embeddings of a different model or config (else refused)")
+    chunk_size: int = Field(256, description="sequences per Parquet file; the unit of resuming")
 
     def validate(self) -> None:
         if not self.path:
@@ -77,27 +83,29 @@ class OutputSection:
             raise ValueError(f"output.chunk_size must be >= 1, got {self.chunk_size}")
 
 
-@dataclass(frozen=True)
+@section
 class EmbedTrackingSection(TrackingSection):
     """MLflow: the embedding run (linked to the model version) and the registry for models:/ URIs."""
 
-    uri: str = DEFAULT_URI  # MLflow tracking URI, also the registry that models:/ URIs are read from
-    experiment: str = "hyena-embed"  # MLflow experiment of the embedding runs
-    log_run: bool = True  # false: no MLflow run (models:/ URIs still resolve against uri)
+    uri: str = Field(DEFAULT_URI, description=(
+        "MLflow tracking URI, also the registry that models:/ URIs are read from"))
+    experiment: str = Field("hyena-embed", description="MLflow experiment of the embedding runs")
+    log_run: bool = Field(True, description="false: no MLflow run (models:/ URIs still resolve against uri)")
 
 
-@dataclass(frozen=True)
+@section
 class EmbedJob:
     model: ModelSection
     output: OutputSection
-    kind: Literal["embed"] = "embed"  # what this file is; `hyena run FILE` runs it as `hyena embed`
-    input: InputSection = field(default_factory=InputSection)
-    embedding: EmbeddingSection = field(default_factory=EmbeddingSection)
-    compute: ComputeSection = field(default_factory=ComputeSection)
-    tracking: EmbedTrackingSection = field(default_factory=EmbedTrackingSection)
-    address: str | None = None  # Ray cluster; null: $RAY_ADDRESS, else a local Ray
-    # `hyena submit` settings (runtime_env, entrypoint resources, id, metadata); ignored by `hyena embed`.
-    submission: SubmissionSection = field(default_factory=SubmissionSection)
+    kind: Literal["embed"] = Field("embed", description=(
+        "what this file is; `hyena run FILE` runs it as `hyena embed`"))
+    input: InputSection = Field(default_factory=InputSection)
+    embedding: EmbeddingSection = Field(default_factory=EmbeddingSection)
+    compute: ComputeSection = Field(default_factory=ComputeSection)
+    tracking: EmbedTrackingSection = Field(default_factory=EmbedTrackingSection)
+    address: str | None = Field(None, description="Ray cluster; null: $RAY_ADDRESS, else a local Ray")
+    submission: SubmissionSection = Field(default_factory=SubmissionSection, description=(
+        "`hyena submit` settings (runtime_env, entrypoint resources, id, metadata); ignored by `hyena embed`."))
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)

@@ -9,29 +9,30 @@ baseline), and the pretraining job's own ``scaling``, ``checkpoint``, ``tracking
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-from hyena_platform.config import apply_overrides, from_mapping, load_yaml_mapping, to_dict
+from pydantic import Field
+
+from hyena_platform.config import apply_overrides, from_mapping, load_yaml_mapping, section, to_dict
 from hyena_platform.finetune.data_config import FinetuneDataConfig
 from hyena_platform.finetune.kmer import BaselineConfig
 from hyena_platform.finetune.metrics import METRICS
 from hyena_platform.submission import SubmissionSection
-from hyena_platform.tracking import DEFAULT_URI, TrackingConfig
+from hyena_platform.tracking import TrackingConfig
 from hyena_platform.train.config import CheckpointSection, ScalingSection
 
 ProblemType = Literal["single_label_classification", "multi_label_classification", "regression"]
 _DROPOUT_FIELDS = ("embed_dropout", "resid_dropout", "hyena_dropout")
 
 
-@dataclass(frozen=True)
+@section
 class BaseModelSection:
     """The pretrained model to start from: a checkpoint directory (any layout hyena reads) or a
     registered model ``models:/NAME@ALIAS`` / ``models:/NAME/VERSION``."""
 
-    init_from: str = ""  # required: checkpoint directory or models:/NAME@ALIAS
-    overrides: dict[str, float] = field(default_factory=dict)  # dropouts only: embed/resid/hyena_dropout
+    init_from: str = Field("", description="required: checkpoint directory or models:/NAME@ALIAS")
+    overrides: dict[str, float] = Field(default_factory=dict, description="dropouts only: embed/resid/hyena_dropout")
 
     def validate(self) -> None:
         if not self.init_from:
@@ -42,42 +43,47 @@ class BaseModelSection:
                                  "fine-tuning a pretrained model")
 
 
-@dataclass(frozen=True)
+@section
 class TaskSection:
     """What the head predicts: per sequence or per base; classes, several labels or values."""
 
-    type: Literal["sequence", "token"] = "sequence"  # one prediction per sequence, or per base
-    problem_type: ProblemType = "single_label_classification"  # or multi_label_classification, regression
-    pooling: Literal["last", "mean"] = "last"  # sequence tasks: last real token (causal model) or mean
-    head_dropout: float = 0.0  # dropout on the pooled / per-token state before the head
+    type: Literal["sequence", "token"] = Field("sequence", description="one prediction per sequence, or per base")
+    problem_type: ProblemType = Field("single_label_classification", description=(
+        "or multi_label_classification, regression"))
+    pooling: Literal["last", "mean"] = Field("last", description=(
+        "sequence tasks: last real token (causal model) or mean"))
+    head_dropout: float = Field(0.0, description="dropout on the pooled / per-token state before the head")
 
     def validate(self) -> None:
         if not 0 <= self.head_dropout < 1:
             raise ValueError(f"task.head_dropout must be in [0, 1), got {self.head_dropout}")
 
 
-@dataclass(frozen=True)
+@section
 class FinetuneTrainSection:
     """Optimisation (HyenaDNA's AdamW groups and schedule), validation, early stopping."""
 
-    epochs: int = 3  # passes over the train split (ignored when steps is set)
-    steps: int | None = None  # optimizer steps in total instead of epochs
-    batch_size: int = 16  # sequences per optimizer step, all workers together
-    lr: float = 1e-4  # peak AdamW learning rate (warm-up, cosine to min_lr_ratio x lr)
-    betas: tuple[float, float] = (0.9, 0.999)  # AdamW betas
-    weight_decay: float = 0.01  # none on the implicit filter, biases and norms (HyenaDNA's groups)
-    warmup_fraction: float = 0.05  # linear lr warm-up, fraction of all steps
-    min_lr_ratio: float = 0.1  # cosine floor, fraction of lr
-    grad_clip: float = 1.0  # 0 disables
-    freeze_backbone: bool = False  # true: train the head only (linear probe)
-    class_weights: Literal["none", "balanced"] | tuple[float, ...] = "none"  # classification loss weights
-    metric: str | None = None  # validation metric picking the best checkpoint; null: mcc / macro_f1 / pearson
-    eval_every: int | None = None  # steps between validations; null = once per epoch
-    patience: int | None = None  # validations without improvement before stopping early; null = never
-    eval_batch: int = 32  # sequences per forward in validation and test
-    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
-    seed: int = 0  # head init, batch order, dropout
-    log_every: int = 10  # steps between reports to the driver
+    epochs: int = Field(3, description="passes over the train split (ignored when steps is set)")
+    steps: int | None = Field(None, description="optimizer steps in total instead of epochs")
+    batch_size: int = Field(16, description="sequences per optimizer step, all workers together")
+    lr: float = Field(1e-4, description="peak AdamW learning rate (warm-up, cosine to min_lr_ratio x lr)")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas")
+    weight_decay: float = Field(0.01, description="none on the implicit filter, biases and norms (HyenaDNA's groups)")
+    warmup_fraction: float = Field(0.05, description="linear lr warm-up, fraction of all steps")
+    min_lr_ratio: float = Field(0.1, description="cosine floor, fraction of lr")
+    grad_clip: float = Field(1.0, description="0 disables")
+    freeze_backbone: bool = Field(False, description="true: train the head only (linear probe)")
+    class_weights: Literal["none", "balanced"] | tuple[float, ...] = Field("none", description=(
+        "classification loss weights"))
+    metric: str | None = Field(None, description=(
+        "validation metric picking the best checkpoint; null: mcc / macro_f1 / pearson"))
+    eval_every: int | None = Field(None, description="steps between validations; null = once per epoch")
+    patience: int | None = Field(None, description=(
+        "validations without improvement before stopping early; null = never"))
+    eval_batch: int = Field(32, description="sequences per forward in validation and test")
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on GPU, fp32 on CPU")
+    seed: int = Field(0, description="head init, batch order, dropout")
+    log_every: int = Field(10, description="steps between reports to the driver")
 
     def validate(self) -> None:
         for key in ("epochs", "batch_size", "eval_batch", "log_every"):
@@ -95,29 +101,27 @@ class FinetuneTrainSection:
             raise ValueError("train.class_weights: every weight must be > 0")
 
 
-@dataclass(frozen=True)
+@section
 class FinetuneTrackingConfig(TrackingConfig):
     """`tracking:` as for pretraining, with the fine-tuning experiment and model name by default."""
 
-    uri: str = DEFAULT_URI  # sqlite:///relative/or/absolute.db, or http(s):// for a tracking server
-    experiment: str = "hyena-finetune"  # MLflow experiment of the fine-tuning runs
-    artifact_location: str | None = None  # null: mlartifacts/ beside a SQLite store
-    register_as: str = "hyenadna-finetuned"  # name it after the task: hyenadna-species, ...
-    alias: str = "candidate"  # alias moved to the new version
+    experiment: str = Field("hyena-finetune", description="MLflow experiment of the fine-tuning runs")
+    register_as: str = Field("hyenadna-finetuned", description="name it after the task: hyenadna-species, ...")
 
 
-@dataclass(frozen=True)
+@section
 class FinetuneJob:
-    kind: Literal["finetune"] = "finetune"  # what this file is; `hyena run FILE` runs it as `hyena finetune`
-    model: BaseModelSection = field(default_factory=BaseModelSection)
-    task: TaskSection = field(default_factory=TaskSection)
-    data: FinetuneDataConfig = field(default_factory=FinetuneDataConfig)
-    train: FinetuneTrainSection = field(default_factory=FinetuneTrainSection)
-    baseline: BaselineConfig = field(default_factory=BaselineConfig)
-    scaling: ScalingSection = field(default_factory=lambda: ScalingSection(num_workers=1))
-    checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
-    tracking: FinetuneTrackingConfig = field(default_factory=FinetuneTrackingConfig)
-    submission: SubmissionSection = field(default_factory=SubmissionSection)
+    kind: Literal["finetune"] = Field("finetune", description=(
+        "what this file is; `hyena run FILE` runs it as `hyena finetune`"))
+    model: BaseModelSection = Field(default_factory=BaseModelSection)
+    task: TaskSection = Field(default_factory=TaskSection)
+    data: FinetuneDataConfig = Field(default_factory=FinetuneDataConfig)
+    train: FinetuneTrainSection = Field(default_factory=FinetuneTrainSection)
+    baseline: BaselineConfig = Field(default_factory=BaselineConfig)
+    scaling: ScalingSection = Field(default_factory=lambda: ScalingSection(num_workers=1))
+    checkpoint: CheckpointSection = Field(default_factory=CheckpointSection)
+    tracking: FinetuneTrackingConfig = Field(default_factory=FinetuneTrackingConfig)
+    submission: SubmissionSection = Field(default_factory=SubmissionSection)
 
     def validate(self) -> None:
         metric = self.metric

@@ -15,37 +15,42 @@ A missing valid split is carved from train (``valid_fraction``, seeded).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
+
+from pydantic import Field
+
+from hyena_platform.config import section
 
 Crop = Literal["none", "keep_start", "keep_end", "keep_center"]
 
 
-@dataclass(frozen=True)
+@section
 class FinetuneDataConfig:
     """Labelled data: a table (``path`` or ``train``/``valid``/``test``), a GenomicBenchmarks folder
     (``path``) or, for token tasks, ``fasta`` + ``bed`` cut into windows."""
 
-    format: Literal["table", "genomic_benchmarks", "fasta_bed"] = "table"  # where labelled sequences come from
-    path: str | None = None  # table with a split column, or the GenomicBenchmarks root
-    train: str | None = None  # separate table files instead of `path`
-    valid: str | None = None  # optional: null = carve valid_fraction of train
-    test: str | None = None  # required with separate files
-    sequence_column: str = "sequence"  # the DNA (A C G T N, IUPAC codes; case-insensitive)
-    label_columns: tuple[str, ...] = ("label",)  # several: multi-label or multi-target
-    split_column: str = "split"  # values train, valid, test (with data.path)
-    label_names: tuple[str, ...] | None = None  # class order; null = sorted train labels
-    valid_fraction: float = 0.1  # of train, when there is no valid split
-    crop: Crop = "none"  # sequences longer than the model: error, or keep which part
-    fasta: str | None = None  # fasta_bed: the genome (plain or bgzip)
-    bed: str | None = None  # fasta_bed: labelled intervals chrom start end name [score strand]
-    window: int = 1024  # fasta_bed: bases per window (the last window of a chromosome may be shorter)
-    train_chroms: tuple[str, ...] = ()  # fasta_bed: chromosomes of each split
-    valid_chroms: tuple[str, ...] = ()  # fasta_bed: empty = carve valid_fraction of train windows
-    test_chroms: tuple[str, ...] = ()  # fasta_bed: the held-out chromosomes
-    background_label: str = "background"  # fasta_bed: the class of bases outside every interval
-    strand_labels: bool = False  # fasta_bed: class = name + strand ("CDS+", "CDS-")
-    seed: int = 0  # the carved valid split
+    format: Literal["table", "genomic_benchmarks", "fasta_bed"] = Field("table", description=(
+        "where labelled sequences come from"))
+    path: str | None = Field(None, description="table with a split column, or the GenomicBenchmarks root")
+    train: str | None = Field(None, description="separate table files instead of `path`")
+    valid: str | None = Field(None, description="optional: null = carve valid_fraction of train")
+    test: str | None = Field(None, description="required with separate files")
+    sequence_column: str = Field("sequence", description="the DNA (A C G T N, IUPAC codes; case-insensitive)")
+    label_columns: tuple[str, ...] = Field(("label",), description="several: multi-label or multi-target")
+    split_column: str = Field("split", description="values train, valid, test (with data.path)")
+    label_names: tuple[str, ...] | None = Field(None, description="class order; null = sorted train labels")
+    valid_fraction: float = Field(0.1, description="of train, when there is no valid split")
+    crop: Crop = Field("none", description="sequences longer than the model: error, or keep which part")
+    fasta: str | None = Field(None, description="fasta_bed: the genome (plain or bgzip)")
+    bed: str | None = Field(None, description="fasta_bed: labelled intervals chrom start end name [score strand]")
+    window: int = Field(1024, description=(
+        "fasta_bed: bases per window (the last window of a chromosome may be shorter)"))
+    train_chroms: tuple[str, ...] = Field((), description="fasta_bed: chromosomes of each split")
+    valid_chroms: tuple[str, ...] = Field((), description="fasta_bed: empty = carve valid_fraction of train windows")
+    test_chroms: tuple[str, ...] = Field((), description="fasta_bed: the held-out chromosomes")
+    background_label: str = Field("background", description="fasta_bed: the class of bases outside every interval")
+    strand_labels: bool = Field(False, description='fasta_bed: class = name + strand ("CDS+", "CDS-")')
+    seed: int = Field(0, description="the carved valid split")
 
     def validate(self) -> None:
         if self.format == "table":

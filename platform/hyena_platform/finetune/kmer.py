@@ -11,11 +11,12 @@ Logistic regression (one-vs-rest for multi-label) for classification, ridge for 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
+from pydantic import Field
 
 from hyena.tokenizer import A
+from hyena_platform.config import section
 from hyena_platform.finetune.examples import Split
 from hyena_platform.finetune.metrics import DEFAULT_METRIC, compute_metrics
 
@@ -23,16 +24,16 @@ _C_GRID = (0.01, 0.1, 1.0)  # inverse regularisation of logistic regression, pic
 _ALPHA_GRID = (1.0, 10.0, 100.0)  # ridge
 
 
-@dataclass(frozen=True)
+@section
 class BaselineConfig:
     """The k-mer baseline fitted beside every fine-tuning run (k-mer frequencies, logistic/ridge)."""
 
-    enabled: bool = True  # false: no baseline (not recommended: it is the bar to beat)
-    max_k: int = 6  # k-mer lengths 1..max_k (4 + 16 + ... + 4^max_k features)
-    context: int = 96  # token tasks: bases ending at each position whose k-mers are counted
-    max_train_positions: int = 20000  # token tasks: sampled train positions
-    max_eval_positions: int = 50000  # token tasks: sampled positions per evaluated split
-    seed: int = 0  # position sampling (token tasks)
+    enabled: bool = Field(True, description="false: no baseline (not recommended: it is the bar to beat)")
+    max_k: int = Field(6, description="k-mer lengths 1..max_k (4 + 16 + ... + 4^max_k features)")
+    context: int = Field(96, description="token tasks: bases ending at each position whose k-mers are counted")
+    max_train_positions: int = Field(20000, description="token tasks: sampled train positions")
+    max_eval_positions: int = Field(50000, description="token tasks: sampled positions per evaluated split")
+    seed: int = Field(0, description="position sampling (token tasks)")
 
     def validate(self) -> None:
         if not 1 <= self.max_k <= 6:

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import numpy as np
+from pydantic import Field
 
-from hyena_platform.config import apply_overrides, from_mapping, load_yaml_mapping
+from hyena_platform.config import apply_overrides, from_mapping, load_yaml_mapping, section
 from hyena_platform.errors import InputError
 from hyena_platform.finetune.data_config import Crop
 from hyena_platform.submission import SubmissionSection
@@ -32,49 +33,53 @@ PARTS = "parts"
 KIND = "hyena-predictions"
 
 
-@dataclass(frozen=True)
+@section
 class PredictModelSection:
     """The fine-tuned sequence model: models:/NAME@ALIAS, models:/NAME/VERSION or a checkpoint directory."""
 
-    uri: str = ""  # required
+    uri: str = Field("", description="required")
 
 
-@dataclass(frozen=True)
+@section
 class PredictInputSection:
     """What to predict: a table, every record of a FASTA, or BED regions of a FASTA."""
 
-    format: Literal["table", "fasta", "bed"] = "table"  # table: Parquet/CSV/TSV with a sequence column
-    path: str = ""  # the table, the FASTA, or the BED file (format bed)
-    fasta: str | None = None  # format bed: the genome the regions are on
-    sequence_column: str = "sequence"  # format table
-    crop: Crop = "none"  # sequences longer than the model: error, or keep which part
+    format: Literal["table", "fasta", "bed"] = Field("table", description=(
+        "table: Parquet/CSV/TSV with a sequence column"))
+    path: str = Field("", description="the table, the FASTA, or the BED file (format bed)")
+    fasta: str | None = Field(None, description="format bed: the genome the regions are on")
+    sequence_column: str = Field("sequence", description="format table")
+    crop: Crop = Field("none", description="sequences longer than the model: error, or keep which part")
 
 
-@dataclass(frozen=True)
+@section
 class PredictComputeSection:
     """The replica pool."""
 
-    replicas: int = 1  # model replicas (Ray actors)
-    cpus_per_replica: float = 1.0
-    threads_per_replica: int = 1  # torch threads in each replica
-    batch_size: int = 32  # sequences per forward
-    part_size: int = 1024  # sequences per output file (the unit of resumption)
+    replicas: int = Field(1, description="model replicas (Ray actors)")
+    cpus_per_replica: float = Field(1.0, description="CPUs reserved per replica; fractional values are fine")
+    threads_per_replica: int = Field(1, description="torch threads in each replica")
+    batch_size: int = Field(32, description="sequences per forward")
+    part_size: int = Field(1024, description="sequences per output file (the unit of resumption)")
 
 
-@dataclass(frozen=True)
+@section
 class PredictTrackingSection:
-    uri: str = "sqlite:///mlflow.db"  # the MLflow store a models:/ URI is looked up in
+    """MLflow: the registry that models:/ URIs are read from."""
+
+    uri: str = Field("sqlite:///mlflow.db", description="the MLflow store a models:/ URI is looked up in")
 
 
-@dataclass(frozen=True)
+@section
 class PredictJob:
-    model: PredictModelSection = field(default_factory=PredictModelSection)
-    input: PredictInputSection = field(default_factory=PredictInputSection)
-    output: str = "predictions"  # output directory
-    kind: Literal["predict"] = "predict"  # what this file is; `hyena run FILE` runs it as `hyena predict`
-    compute: PredictComputeSection = field(default_factory=PredictComputeSection)
-    tracking: PredictTrackingSection = field(default_factory=PredictTrackingSection)
-    submission: SubmissionSection = field(default_factory=SubmissionSection)
+    model: PredictModelSection = Field(default_factory=PredictModelSection)
+    input: PredictInputSection = Field(default_factory=PredictInputSection)
+    output: str = Field("predictions", description="output directory")
+    kind: Literal["predict"] = Field("predict", description=(
+        "what this file is; `hyena run FILE` runs it as `hyena predict`"))
+    compute: PredictComputeSection = Field(default_factory=PredictComputeSection)
+    tracking: PredictTrackingSection = Field(default_factory=PredictTrackingSection)
+    submission: SubmissionSection = Field(default_factory=SubmissionSection)
 
     def validate(self) -> None:
         if not self.model.uri:

@@ -11,23 +11,24 @@ any work starts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-from hyena_platform.config import from_mapping, load_config, to_dict
+from pydantic import Field
+
+from hyena_platform.config import from_mapping, load_config, section, to_dict
 from hyena_platform.data.config import DataConfig, GenomeSection
 from hyena_platform.submission import SubmissionSection
 from hyena_platform.tracking import DEFAULT_URI, TrackingConfig
 
 
-@dataclass(frozen=True)
+@section
 class ModelSection:
     """The model to score with."""
 
-    # models:/NAME@ALIAS, models:/NAME/VERSION (looked up in tracking.uri), a checkpoint
-    # directory of ours, or any layout hyena.from_pretrained reads (official, HF port, MultiMolecule).
-    uri: str
+    uri: str = Field(description=(
+        "models:/NAME@ALIAS, models:/NAME/VERSION (looked up in tracking.uri), a checkpoint directory of ours, or "
+        "any layout hyena.from_pretrained reads (official, HF port, MultiMolecule)."))
 
     def validate(self) -> None:
         if not self.uri.strip():
@@ -35,26 +36,27 @@ class ModelSection:
                              "a checkpoint directory")
 
 
-@dataclass(frozen=True)
+@section
 class TargetSection:
     """What to score. Both empty: every record that data.include/exclude/min_length select."""
 
-    regions: list[str] = field(default_factory=list)  # "chrII" or "chrII:100000-200000" (0-based, end-exclusive)
-    bed: str | None = None  # BED file: chrom, start, end per line (extra columns ignored)
+    regions: list[str] = Field(default_factory=list, description=(
+        '"chrII" or "chrII:100000-200000" (0-based, end-exclusive)'))
+    bed: str | None = Field(None, description="BED file: chrom, start, end per line (extra columns ignored)")
 
     def validate(self) -> None:
         if self.regions and self.bed is not None:
             raise ValueError("set target.regions or target.bed, not both")
 
 
-@dataclass(frozen=True)
+@section
 class WindowSection:
     """Window W and stride S (see hyena_platform.score.tiling for the exact definition)."""
 
-    size: int | None = None  # W, tokens per model call; null: the model's l_max - 2
-    stride: int | None = None  # S, bases scored per window; null: W // 2. Context >= W - S.
-    reverse_strand: bool = False  # also score the reverse complement; adds *_rc and *_mean columns
-    probabilities: bool = False  # add p_a, p_c, p_g, p_t columns
+    size: int | None = Field(None, description="W, tokens per model call; null: the model's l_max - 2")
+    stride: int | None = Field(None, description="S, bases scored per window; null: W // 2. Context >= W - S.")
+    reverse_strand: bool = Field(False, description="also score the reverse complement; adds *_rc and *_mean columns")
+    probabilities: bool = Field(False, description="add p_a, p_c, p_g, p_t columns")
 
     def validate(self) -> None:
         if self.size is not None and self.size < 1:
@@ -86,18 +88,19 @@ class WindowSection:
         return size, stride
 
 
-@dataclass(frozen=True)
+@section
 class ComputeSection:
     """The actor pool of model replicas (Ray Data map_batches)."""
 
-    replicas: int = 1  # model replicas (actors)
-    batch_size: int = 16  # windows per model call
-    cpus_per_replica: float = 1.0  # CPUs reserved per replica; fractional values are fine
-    gpus_per_replica: float = 0.0  # > 0: replicas run on CUDA; 0.25 = four replicas per GPU
-    threads_per_replica: int | None = None  # torch threads; null = max(1, int(cpus_per_replica))
-    writers: int = 1  # Parquet-writing actors (replicas read their own FASTA spans)
-    cpus_per_writer: float = 0.25  # CPUs reserved per writer actor
-    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: bfloat16 matmuls (GPU, or CPU with AVX512-BF16/AMX), FFT and scores float32
+    replicas: int = Field(1, description="model replicas (actors)")
+    batch_size: int = Field(16, description="windows per model call")
+    cpus_per_replica: float = Field(1.0, description="CPUs reserved per replica; fractional values are fine")
+    gpus_per_replica: float = Field(0.0, description="> 0: replicas run on CUDA; 0.25 = four replicas per GPU")
+    threads_per_replica: int | None = Field(None, description="torch threads; null = max(1, int(cpus_per_replica))")
+    writers: int = Field(1, description="Parquet-writing actors (replicas read their own FASTA spans)")
+    cpus_per_writer: float = Field(0.25, description="CPUs reserved per writer actor")
+    precision: Literal["fp32", "bf16"] = Field("fp32", description=(
+        "bf16: bfloat16 matmuls (GPU, or CPU with AVX512-BF16/AMX), FFT and scores float32"))
 
     def validate(self) -> None:
         if self.replicas < 1 or self.batch_size < 1 or self.writers < 1:
@@ -118,16 +121,17 @@ class ComputeSection:
         return "cuda" if self.gpus_per_replica > 0 else "cpu"
 
 
-@dataclass(frozen=True)
+@section
 class OutputSection:
     """Where results go. A directory on a filesystem every Ray node can reach (NFS, EFS, ...)."""
 
-    path: str  # the output directory (scores/, bins.parquet, the track, _manifest.json)
-    overwrite: bool = False  # replace results of a different model or config (else refused)
-    chunk_size: int = 1 << 20  # bases per Parquet file; the unit of resuming. A multiple of the stride.
-    track: str | None = "log_prob"  # column exported as a genome-browser track; null: none
-    track_format: Literal["bigwig", "bedgraph"] = "bigwig"  # bigWig (pyBigWig) or bedGraph text
-    bin_size: int = 10_000  # per-bin summaries in bins.parquet; 0: none
+    path: str = Field(description="the output directory (scores/, bins.parquet, the track, _manifest.json)")
+    overwrite: bool = Field(False, description="replace results of a different model or config (else refused)")
+    chunk_size: int = Field(1 << 20, description=(
+        "bases per Parquet file; the unit of resuming. A multiple of the stride."))
+    track: str | None = Field("log_prob", description="column exported as a genome-browser track; null: none")
+    track_format: Literal["bigwig", "bedgraph"] = Field("bigwig", description="bigWig (pyBigWig) or bedGraph text")
+    bin_size: int = Field(10_000, description="per-bin summaries in bins.parquet; 0: none")
 
     def validate(self) -> None:
         if not self.path:
@@ -138,13 +142,14 @@ class OutputSection:
             raise ValueError(f"output.bin_size must be >= 0, got {self.bin_size}")
 
 
-@dataclass(frozen=True)
+@section
 class TrackingSection:
     """MLflow: the scoring run (linked to the model version) and the registry for models:/ URIs."""
 
-    uri: str = DEFAULT_URI  # MLflow tracking URI, also the registry that models:/ URIs are read from
-    experiment: str = "hyena-score"  # MLflow experiment of the scoring runs
-    log_run: bool = True  # false: no MLflow run (models:/ URIs still resolve against uri)
+    uri: str = Field(DEFAULT_URI, description=(
+        "MLflow tracking URI, also the registry that models:/ URIs are read from"))
+    experiment: str = Field("hyena-score", description="MLflow experiment of the scoring runs")
+    log_run: bool = Field(True, description="false: no MLflow run (models:/ URIs still resolve against uri)")
 
     def validate(self) -> None:
         from hyena_platform.tracking import check_uri_scheme
@@ -178,19 +183,20 @@ def check_reference_data(d: DataConfig, what: str) -> None:
             )
 
 
-@dataclass(frozen=True)
+@section
 class ScoreJob:
     model: ModelSection
     output: OutputSection
-    data: GenomeSection = field(default_factory=GenomeSection)
-    target: TargetSection = field(default_factory=TargetSection)
-    window: WindowSection = field(default_factory=WindowSection)
-    compute: ComputeSection = field(default_factory=ComputeSection)
-    tracking: TrackingSection = field(default_factory=TrackingSection)
-    address: str | None = None  # Ray cluster; null: $RAY_ADDRESS, else a local Ray
-    kind: Literal["score"] = "score"  # what this file is; `hyena run FILE` runs it as `hyena score`
-    # `hyena submit` settings (runtime_env, entrypoint resources, id, metadata); ignored by `hyena score`.
-    submission: SubmissionSection = field(default_factory=SubmissionSection)
+    data: GenomeSection = Field(default_factory=GenomeSection)
+    target: TargetSection = Field(default_factory=TargetSection)
+    window: WindowSection = Field(default_factory=WindowSection)
+    compute: ComputeSection = Field(default_factory=ComputeSection)
+    tracking: TrackingSection = Field(default_factory=TrackingSection)
+    address: str | None = Field(None, description="Ray cluster; null: $RAY_ADDRESS, else a local Ray")
+    kind: Literal["score"] = Field("score", description=(
+        "what this file is; `hyena run FILE` runs it as `hyena score`"))
+    submission: SubmissionSection = Field(default_factory=SubmissionSection, description=(
+        "`hyena submit` settings (runtime_env, entrypoint resources, id, metadata); ignored by `hyena score`."))
 
     def validate(self) -> None:
         from hyena_platform.local_ray import check_address

@@ -13,14 +13,15 @@ workers x micro-batch, live here).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
+
+from pydantic import Field
 
 from hyena import HyenaConfig
 from hyena.config import VARIANTS, ConfigValueError
 
-from hyena_platform.config import from_mapping, load_config, to_dict
+from hyena_platform.config import from_mapping, load_config, section, to_dict
 from hyena_platform.data.config import DataConfig
 from hyena_platform.errors import ConfigError
 from hyena_platform.submission import SubmissionSection
@@ -28,7 +29,7 @@ from hyena_platform.tracking import TrackingConfig
 from hyena_platform.train.schedule import ScheduleError, Stage, plan_stages
 
 
-@dataclass(frozen=True)
+@section
 class ModelSection:
     """What to train: a released variant plus field overrides, full fields, or a checkpoint.
 
@@ -38,9 +39,10 @@ class ModelSection:
       registered model ``models:/NAME@ALIAS`` / ``models:/NAME/VERSION``, to continue pretraining.
     """
 
-    variant: str | None = None  # a released variant (tiny-1k ... large-1m); null with full fields or init_from
-    overrides: dict[str, Any] = field(default_factory=dict)  # HyenaConfig fields over the variant's
-    init_from: str | None = None  # checkpoint dir or models:/NAME@ALIAS to continue pretraining
+    variant: str | None = Field(None, description=(
+        "a released variant (tiny-1k ... large-1m); null with full fields or init_from"))
+    overrides: dict[str, Any] = Field(default_factory=dict, description="HyenaConfig fields over the variant's")
+    init_from: str | None = Field(None, description="checkpoint dir or models:/NAME@ALIAS to continue pretraining")
 
     def validate(self) -> None:
         if self.variant is not None and self.variant not in VARIANTS:
@@ -87,7 +89,7 @@ class ModelSection:
 _REGULARISATION_FIELDS = {"embed_dropout", "resid_dropout", "hyena_dropout"}
 
 
-@dataclass(frozen=True)
+@section
 class StageSpec:
     """An explicit warm-up stage. ``micro_batch`` null = the train.micro_batch policy."""
 
@@ -96,30 +98,30 @@ class StageSpec:
     micro_batch: int | None = None
 
 
-@dataclass(frozen=True)
+@section
 class TrainSection:
     """The HyenaDNA recipe (Nguyen et al. 2023, appendix A.2) and its warm-up."""
 
-    steps: int | None = None  # optimizer steps in total (null with explicit stages: their sum)
-    global_batch: int = 256  # sequences per optimizer step, the same in every stage
-    micro_batch: int = 8  # sequences per forward per worker at the target length (memory budget)
-    target_length: int | None = None  # tokens per window in the last stage; null = model l_max - 2
-    start_length: int = 64  # first stage length; doubled until target_length
-    warmup_stage_steps: int | None = None  # steps per warm-up stage; null = half the run, shared
-    stages: tuple[StageSpec, ...] | None = None  # explicit stages instead of the doubling
-    lr: float = 6e-4  # peak AdamW learning rate
-    betas: tuple[float, float] = (0.9, 0.999)  # AdamW betas
-    weight_decay: float = 0.1  # none on the implicit-filter MLP, biases and norms
-    warmup_fraction: float = 0.01  # linear lr warm-up, fraction of all steps
-    min_lr_ratio: float = 0.1  # cosine floor, fraction of lr
-    grad_clip: float = 1.0  # max global grad norm; 0 disables
-    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
-    activation_checkpointing: bool = False  # recompute block activations in backward (less memory)
-    seed: int = 0  # model init, dropout and window sampling seed
-    log_every: int = 10  # steps between reports to the driver (per-step metrics are all logged)
-    val_every: int | None = None  # periodic validation every N steps (plus at each stage end)
-    val_windows: int = 64  # held-out windows per validation
-    baseline_orders: tuple[int, ...] = (1, 3, 5, 7)  # k of the order-k Markov baselines
+    steps: int | None = Field(None, description="optimizer steps in total (null with explicit stages: their sum)")
+    global_batch: int = Field(256, description="sequences per optimizer step, the same in every stage")
+    micro_batch: int = Field(8, description="sequences per forward per worker at the target length (memory budget)")
+    target_length: int | None = Field(None, description="tokens per window in the last stage; null = model l_max - 2")
+    start_length: int = Field(64, description="first stage length; doubled until target_length")
+    warmup_stage_steps: int | None = Field(None, description="steps per warm-up stage; null = half the run, shared")
+    stages: tuple[StageSpec, ...] | None = Field(None, description="explicit stages instead of the doubling")
+    lr: float = Field(6e-4, description="peak AdamW learning rate")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas")
+    weight_decay: float = Field(0.1, description="none on the implicit-filter MLP, biases and norms")
+    warmup_fraction: float = Field(0.01, description="linear lr warm-up, fraction of all steps")
+    min_lr_ratio: float = Field(0.1, description="cosine floor, fraction of lr")
+    grad_clip: float = Field(1.0, description="max global grad norm; 0 disables")
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on GPU, fp32 on CPU")
+    activation_checkpointing: bool = Field(False, description="recompute block activations in backward (less memory)")
+    seed: int = Field(0, description="model init, dropout and window sampling seed")
+    log_every: int = Field(10, description="steps between reports to the driver (per-step metrics are all logged)")
+    val_every: int | None = Field(None, description="periodic validation every N steps (plus at each stage end)")
+    val_windows: int = Field(64, description="held-out windows per validation")
+    baseline_orders: tuple[int, ...] = Field((1, 3, 5, 7), description="k of the order-k Markov baselines")
 
     def validate(self) -> None:
         positive = {"global_batch": self.global_batch, "micro_batch": self.micro_batch,
@@ -149,17 +151,18 @@ class TrainSection:
             raise ValueError("train.stages is empty; list {length, steps} stages or set it to null")
 
 
-@dataclass(frozen=True)
+@section
 class ScalingSection:
     """Ray Train workers. Leave CPUs for Ray Data: cpus_per_worker x num_workers < cluster CPUs."""
 
-    num_workers: int = 2  # Ray Train workers (one per GPU on a GPU cluster)
-    use_gpu: bool = False  # true: each worker gets gpus_per_worker GPUs
-    cpus_per_worker: float = 1.0  # fractional values are fine (0.5 on a 2-core laptop)
-    gpus_per_worker: float = 1.0  # only with use_gpu
-    threads_per_worker: int | None = None  # torch.set_num_threads; null = max(1, floor(cpus_per_worker))
-    backend: Literal["auto", "gloo", "nccl"] = "auto"  # auto: nccl on GPU, gloo on CPU
-    address: str | None = None  # Ray cluster address; null = RAY_ADDRESS or a local Ray
+    num_workers: int = Field(2, description="Ray Train workers (one per GPU on a GPU cluster)")
+    use_gpu: bool = Field(False, description="true: each worker gets gpus_per_worker GPUs")
+    cpus_per_worker: float = Field(1.0, description="fractional values are fine (0.5 on a 2-core laptop)")
+    gpus_per_worker: float = Field(1.0, description="only with use_gpu")
+    threads_per_worker: int | None = Field(None, description=(
+        "torch.set_num_threads; null = max(1, floor(cpus_per_worker))"))
+    backend: Literal["auto", "gloo", "nccl"] = Field("auto", description="auto: nccl on GPU, gloo on CPU")
+    address: str | None = Field(None, description="Ray cluster address; null = RAY_ADDRESS or a local Ray")
 
     def validate(self) -> None:
         from hyena_platform.local_ray import check_address
@@ -187,15 +190,16 @@ class ScalingSection:
         return "nccl" if self.use_gpu else "gloo"
 
 
-@dataclass(frozen=True)
+@section
 class CheckpointSection:
     """Ray Train checkpoints: where, how often, how many; and the worker-failure budget."""
 
-    every_steps: int = 500  # optimizer steps between checkpoints
-    keep: int = 3  # checkpoints kept (the newest K)
-    storage_path: str = "runs"  # local directory (relative to the working directory) or a URI (s3://...)
-    name: str | None = None  # run name; null = the job file's name. Same name = resume.
-    max_failures: int = 3  # worker-group restarts from the last checkpoint before giving up
+    every_steps: int = Field(500, description="optimizer steps between checkpoints")
+    keep: int = Field(3, description="checkpoints kept (the newest K)")
+    storage_path: str = Field("runs", description=(
+        "local directory (relative to the working directory) or a URI (s3://...)"))
+    name: str | None = Field(None, description="run name; null = the job file's name. Same name = resume.")
+    max_failures: int = Field(3, description="worker-group restarts from the last checkpoint before giving up")
 
     def validate(self) -> None:
         if self.every_steps < 1 or self.keep < 1:
@@ -211,17 +215,18 @@ class CheckpointSection:
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
-@dataclass(frozen=True)
+@section
 class PretrainJob:
-    kind: Literal["pretrain"] = "pretrain"  # what this file is; `hyena run FILE` runs it as `hyena pretrain`
-    model: ModelSection = field(default_factory=ModelSection)
-    data: DataConfig = field(default_factory=DataConfig)
-    train: TrainSection = field(default_factory=TrainSection)
-    scaling: ScalingSection = field(default_factory=ScalingSection)
-    checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
-    tracking: TrackingConfig = field(default_factory=TrackingConfig)
-    # `hyena submit` settings (runtime_env, entrypoint resources, id, metadata); ignored by `hyena pretrain`.
-    submission: SubmissionSection = field(default_factory=SubmissionSection)
+    kind: Literal["pretrain"] = Field("pretrain", description=(
+        "what this file is; `hyena run FILE` runs it as `hyena pretrain`"))
+    model: ModelSection = Field(default_factory=ModelSection)
+    data: DataConfig = Field(default_factory=DataConfig)
+    train: TrainSection = Field(default_factory=TrainSection)
+    scaling: ScalingSection = Field(default_factory=ScalingSection)
+    checkpoint: CheckpointSection = Field(default_factory=CheckpointSection)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    submission: SubmissionSection = Field(default_factory=SubmissionSection, description=(
+        "`hyena submit` settings (runtime_env, entrypoint resources, id, metadata); ignored by `hyena pretrain`."))
 
     def run_name(self, source: str | Path | None = None) -> str:
         """checkpoint.name, else the job file's stem (jobs/pretrain_local.yaml -> pretrain_local)."""

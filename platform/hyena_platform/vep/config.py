@@ -10,31 +10,34 @@ that need the model (the window against its l_max), the FASTA or the VCF run in
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-from hyena_platform.config import apply_overrides, from_mapping, load_yaml_mapping, to_dict
+from pydantic import Field
+
+from hyena_platform.config import apply_overrides, from_mapping, load_yaml_mapping, section, to_dict
 from hyena_platform.data.config import DataConfig
 from hyena_platform.score.config import ComputeSection, ModelSection, TrackingSection, check_reference_data
 from hyena_platform.submission import SubmissionSection
 
 
-@dataclass(frozen=True)
+@section
 class VcfSection:
     """The variants: a VCF (plain, bgzip or BCF) whose records are scored in file order."""
 
-    path: str  # the VCF: plain text, bgzip-compressed (.vcf.gz) or BCF
-    # Contig names: "exact" (VCF names must be FASTA names), "add" ("20" -> "chr20") or "strip"
-    # ("chr20" -> "20"); `rename` maps single names first ({"MT": "chrM"}).
-    chr_prefix: Literal["exact", "add", "strip"] = "exact"
-    rename: dict[str, str] = field(default_factory=dict)
-    info_fields: list[str] = field(default_factory=list)  # INFO fields copied into the Parquet output
-    on_ref_mismatch: Literal["flag", "fail"] = "flag"  # flag: reason=ref_mismatch, no score; fail: stop
-    # Wrong-assembly guard: REF of the first `ref_check_sample` records is checked before work
-    # starts; more than `max_ref_mismatch` of them differing from the FASTA stops the job.
-    ref_check_sample: int = 1000
-    max_ref_mismatch: float = 0.1
+    path: str = Field(description="the VCF: plain text, bgzip-compressed (.vcf.gz) or BCF")
+    chr_prefix: Literal["exact", "add", "strip"] = Field("exact", description=(
+        'contig names: "exact" (VCF names must be FASTA names), "add" ("20" -> "chr20") or "strip" '
+        '("chr20" -> "20"); applied after rename'))
+    rename: dict[str, str] = Field(default_factory=dict, description=(
+        'single contig names mapped first ({"MT": "chrM"}), before chr_prefix'))
+    info_fields: list[str] = Field(default_factory=list, description="INFO fields copied into the Parquet output")
+    on_ref_mismatch: Literal["flag", "fail"] = Field("flag", description=(
+        "flag: reason=ref_mismatch, no score; fail: stop"))
+    ref_check_sample: int = Field(1000, description=(
+        "wrong-assembly guard: the REF of this many first records is checked against the FASTA before work starts"))
+    max_ref_mismatch: float = Field(0.1, description=(
+        "wrong-assembly guard: more than this fraction of the checked REFs differing from the FASTA stops the job"))
 
     def validate(self) -> None:
         if not self.path.strip():
@@ -45,12 +48,12 @@ class VcfSection:
             raise ValueError(f"vcf.max_ref_mismatch must be in [0, 1], got {self.max_ref_mismatch}")
 
 
-@dataclass(frozen=True)
+@section
 class VepWindowSection:
     """The window around each variant (see hyena_platform.vep.haplotypes for the exact rule)."""
 
-    flank: int | None = None  # F, reference bases each side of the edit; null: the most that fit
-    max_allele: int = 64  # longest edit (bases) scored; longer ones: reason allele_too_long
+    flank: int | None = Field(None, description="F, reference bases each side of the edit; null: the most that fit")
+    max_allele: int = Field(64, description="longest edit (bases) scored; longer ones: reason allele_too_long")
 
     def validate(self) -> None:
         if self.flank is not None and self.flank < 1:
@@ -73,14 +76,14 @@ class VepWindowSection:
         return flank
 
 
-@dataclass(frozen=True)
+@section
 class VepOutputSection:
     """Where results go: a directory every Ray node can reach."""
 
-    path: str  # variants/ (Parquet), variants.vcf.gz (+ .tbi), _manifest.json
-    overwrite: bool = False  # replace results of a different model, VCF or config (else refused)
-    chunk_size: int = 4096  # VCF records per Parquet file; the unit of resuming
-    vcf: bool = True  # also write the input VCF with the scores as INFO fields (bgzip + tabix)
+    path: str = Field(description="variants/ (Parquet), variants.vcf.gz (+ .tbi), _manifest.json")
+    overwrite: bool = Field(False, description="replace results of a different model, VCF or config (else refused)")
+    chunk_size: int = Field(4096, description="VCF records per Parquet file; the unit of resuming")
+    vcf: bool = Field(True, description="also write the input VCF with the scores as INFO fields (bgzip + tabix)")
 
     def validate(self) -> None:
         if not self.path:
@@ -89,24 +92,25 @@ class VepOutputSection:
             raise ValueError(f"output.chunk_size must be >= 1, got {self.chunk_size}")
 
 
-@dataclass(frozen=True)
+@section
 class VepTrackingSection(TrackingSection):
-    experiment: str = "hyena-vep"  # MLflow experiment of the variant effect runs
+    experiment: str = Field("hyena-vep", description="MLflow experiment of the variant effect runs")
 
 
-@dataclass(frozen=True)
+@section
 class VepJob:
     model: ModelSection
     vcf: VcfSection
     output: VepOutputSection
-    data: DataConfig = field(default_factory=DataConfig)
-    window: VepWindowSection = field(default_factory=VepWindowSection)
-    compute: ComputeSection = field(default_factory=ComputeSection)  # batch_size: sequences per call, 4 per variant
-    tracking: VepTrackingSection = field(default_factory=VepTrackingSection)
-    address: str | None = None  # Ray cluster; null: $RAY_ADDRESS, else a local Ray
-    kind: Literal["vep"] = "vep"  # what this file is; `hyena run FILE` runs it as `hyena vep`
-    # `hyena submit` settings (runtime_env, entrypoint resources, id, metadata); ignored by `hyena vep`.
-    submission: SubmissionSection = field(default_factory=SubmissionSection)
+    data: DataConfig = Field(default_factory=DataConfig)
+    window: VepWindowSection = Field(default_factory=VepWindowSection)
+    compute: ComputeSection = Field(default_factory=ComputeSection, description=(
+        "batch_size: sequences per call, 4 per variant"))
+    tracking: VepTrackingSection = Field(default_factory=VepTrackingSection)
+    address: str | None = Field(None, description="Ray cluster; null: $RAY_ADDRESS, else a local Ray")
+    kind: Literal["vep"] = Field("vep", description="what this file is; `hyena run FILE` runs it as `hyena vep`")
+    submission: SubmissionSection = Field(default_factory=SubmissionSection, description=(
+        "`hyena submit` settings (runtime_env, entrypoint resources, id, metadata); ignored by `hyena vep`."))
 
     def validate(self) -> None:
         check_reference_data(self.data, "variant effects")
