@@ -301,3 +301,78 @@ def test_unknown_registered_models_are_one_line_errors_before_work(registry, tmp
         score(registry, tmp_path / "out", model={"uri": uri})
     assert "\n" not in str(info.value) and uri in str(info.value)
     assert not (tmp_path / "out").exists()
+
+
+def independent_kmer_log2(train: np.ndarray, x: np.ndarray, positions: np.ndarray, order: int) -> np.ndarray:
+    """log2 P_kmer of x[p] given up to `order` bases before p on the chromosome, from counts of
+    `train` made here with sliding windows (additive smoothing 1 over the 5 symbols A C G T N)."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    sym, xs = train.astype(np.int64) - 7, x.astype(np.int64) - 7
+    tables = []
+    for j in range(order + 1):
+        w = sliding_window_view(sym, j + 1)
+        ctx = (w[:, :j] * 5 ** np.arange(j - 1, -1, -1)).sum(axis=1) if j else np.zeros(len(w), np.int64)
+        counts = np.bincount(ctx * 5 + w[:, j], minlength=5 ** (j + 1)).reshape(-1, 5).astype(np.float64)
+        tables.append(np.log2((counts + 1) / (counts.sum(axis=1, keepdims=True) + 5)))
+    out = []
+    for p in positions:
+        j = min(order, int(p))
+        ctx = int((xs[p - j:p] * 5 ** np.arange(j - 1, -1, -1)).sum()) if j else 0
+        out.append(tables[j][ctx, xs[p]])
+    return np.array(out)
+
+
+def test_bits_saved_is_model_minus_kmer_log2_and_a_run_without_it_is_unchanged(
+        ray_cluster, registry, sequence, bundled_genome, tmp_path):
+    import json
+
+    import pyfaidx
+    import pyBigWig
+
+    from hyena_platform.score.tiling import tile
+
+    regions = {"target": {"regions": ["chrII:0-2000", "chrII:100000-102000"]}}
+    with_bits = score(registry, tmp_path / "bits", **regions, baseline={"bits_saved": True, "order": 3,
+                                                                        "fit_on": ["chrI"]})
+    plain = score(registry, tmp_path / "plain", **regions)
+    table, base = read_scores(with_bits.output), read_scores(plain.output)
+    # Without the switch: the same columns as ever, the same scores, no baseline in the identity.
+    assert base.column_names == ["pos", "ref", "log_prob", "entropy", "p_a", "p_c", "p_g", "p_t", "chrom"]
+    assert table.column_names == base.column_names[:-1] + ["bits_saved", "chrom"]
+    np.testing.assert_array_equal(table["log_prob"].to_numpy(), base["log_prob"].to_numpy())
+    assert "baseline" not in json.loads(plain.manifest.read_text())["identity"]
+
+    pos = table["pos"].to_numpy()
+    x = sequence["chrII"]
+    chrI = np.asarray(Tokenizer().encode(str(pyfaidx.Fasta(str(bundled_genome), as_raw=True)["chrI"][:])),
+                      dtype=np.uint8)
+    kmer = independent_kmer_log2(chrI, x, pos, 3)
+    lp = table["log_prob"].to_numpy().astype(np.float64)
+    np.testing.assert_allclose(table["bits_saved"].to_numpy(), lp / np.log(2) - kmer, rtol=0, atol=2e-5)
+    # ... and the model's log P there is a direct forward over each base's exact context.
+    stream = np.concatenate([[SEP], x]).astype(np.int64)
+    for i in (0, 1, 5, 1999, 2000, 2500, 3999):
+        p, c0 = int(pos[i]), (0 if pos[i] < 2000 else 100_000)
+        blocks = tile(c0, c0 + 2000, W, S)
+        a = int(blocks[(blocks[:, 0] <= p) & (p < blocks[:, 1])][0, 2])
+        with torch.inference_mode():
+            logits = registry.model(torch.from_numpy(stream[a: p + 1])[None]).logits.float()
+        direct = torch.log_softmax(logits[0, -1], -1)[int(x[p])].item() / np.log(2)
+        assert abs(table["bits_saved"][i].as_py() - (direct - kmer[i])) <= 2e-5, (p,)
+
+    manifest = json.loads(with_bits.manifest.read_text())
+    assert manifest["baseline"]["order"] == 3 and manifest["baseline"]["fit_on"] == ["chrI"]
+    assert manifest["baseline"]["fit_bases"] == len(chrI) and manifest["identity"]["baseline"]["order"] == 3
+    (chrom,) = manifest["chromosomes"]
+    assert chrom["mean_bits_saved"] == pytest.approx(float(np.mean(lp / np.log(2) - kmer)), abs=1e-4)
+    bw = pyBigWig.open(str(with_bits.tracks["bits_saved"]))
+    try:
+        np.testing.assert_allclose(bw.values("chrII", 100_000, 100_050), table["bits_saved"].to_numpy()[2000:2050],
+                                   rtol=0, atol=1e-6)
+    finally:
+        bw.close()
+    from mlflow import MlflowClient
+
+    params = MlflowClient(tracking_uri=registry.uri).get_run(with_bits.run_id).data.params
+    assert params["baseline.resolved_order"] == "3" and params["baseline.resolved_fit_on"] == "chrI"

@@ -7,7 +7,8 @@
 
 Read the scores with ``pyarrow.dataset.dataset("OUT/scores", partitioning="hive")`` (or pandas,
 polars, DuckDB, Spark): columns ``pos`` (int64, 0-based), ``ref`` (A/C/G/T/N), ``log_prob`` and
-``entropy`` (float32, null where ref is N), optionally ``p_a p_c p_g p_t``, and with the reverse
+``entropy`` (float32, null where ref is N), optionally ``p_a p_c p_g p_t``, ``bits_saved``
+(log2 P_model - log2 P_kmer, hyena_platform.score.kmer), and with the reverse
 strand ``log_prob_rc entropy_rc log_prob_mean entropy_mean`` (+ ``p_*_rc``), plus ``chrom``
 from the directory name.
 
@@ -45,10 +46,13 @@ BASES = np.array(["A", "C", "G", "T", "N"])  # ref dictionary: token id - 7
 PROB_NAMES = ("p_a", "p_c", "p_g", "p_t")
 
 
-def score_columns(*, reverse_strand: bool, probabilities: bool, classes: Sequence[str] = ()) -> list[str]:
+def score_columns(*, reverse_strand: bool, probabilities: bool, classes: Sequence[str] = (),
+                  bits_saved: bool = False) -> list[str]:
     """The float32 columns of a chunk file, in file order (after pos and ref). `classes`: the
-    labels of a fine-tuned per-base model, one probability column ``p_<class>`` each."""
+    labels of a fine-tuned per-base model, one probability column ``p_<class>`` each;
+    `bits_saved`: log2 P_model - log2 P_kmer per base (hyena_platform.score.kmer)."""
     cols = ["log_prob", "entropy"] + (list(PROB_NAMES) if probabilities else []) + class_columns(classes)
+    cols += ["bits_saved"] if bits_saved else []
     if reverse_strand:
         cols += ["log_prob_rc", "entropy_rc"] + ([f"{p}_rc" for p in PROB_NAMES] if probabilities else [])
         cols += ["log_prob_mean", "entropy_mean"]
@@ -252,7 +256,8 @@ def score_output(root: str | Path):
 
 
 def _owned_patterns() -> tuple[str, ...]:
-    columns = score_columns(reverse_strand=True, probabilities=True)
+    # every column a job can write; p_* covers a fine-tuned model's class columns (p_CDS+, ...)
+    columns = score_columns(reverse_strand=True, probabilities=True, classes=["*"], bits_saved=True)
     tracks = [f"{c}{suffix}" for c in columns for suffix in (".bw", ".bedGraph")]
     return (MANIFEST_NAME, f".{MANIFEST_NAME}.tmp-*", f"{SCORES_DIR}/chrom=*/*.parquet",
             f"{SCORES_DIR}/chrom=*/.*.parquet.tmp-*", BINS_NAME, f".{BINS_NAME}.tmp",

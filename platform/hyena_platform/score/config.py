@@ -2,7 +2,8 @@
 
 Sections: ``model`` (ModelSection), ``data`` (hyena_platform.data.config.GenomeSection: which FASTA
 and which records), ``target`` (TargetSection: regions), ``window`` (WindowSection), ``compute``
-(ComputeSection: the actor pool), ``output`` (OutputSection), ``tracking`` (TrackingSection)
+(ComputeSection: the actor pool), ``output`` (OutputSection), ``baseline`` (BaselineSection: the
+optional bits-saved-over-k-mers column), ``tracking`` (TrackingSection)
 and ``submission`` (read by `hyena submit` only).
 Each component receives only its own section. Checks that need the model (the window against
 its l_max) or the genome (regions against chromosome lengths) run in `plan_job`, still before
@@ -142,6 +143,36 @@ class OutputSection:
             raise ValueError(f"output.bin_size must be >= 0, got {self.bin_size}")
 
 
+MAX_KMER_ORDER = 8  # order-8 counts: 5**9 entries (2 M)
+
+
+@section
+class BaselineSection:
+    """The per-base ``bits_saved`` column: log2 P_model(base) - log2 P_kmer(base), the bits the
+    model saves over the best order-k Markov (k-mer) chain (hyena_platform.score.kmer). Positive:
+    the model knows more there than k-mer statistics do."""
+
+    bits_saved: bool = Field(False, description="add the bits_saved column (forward strand) and its track")
+    order: int | None = Field(None, description=(
+        "the chain's order k; null: of `orders`, the lowest held-out perplexity"))
+    orders: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 7, 8],
+                              description="candidates when order is null")
+    fit_on: list[str] = Field(default_factory=list, description=(
+        "records the chain is counted on; empty: every selected record not scored"))
+    heldout_fraction: float = Field(0.1, description=(
+        "the last part of each fit_on record chooses the order (then counted too)"))
+    track: bool = Field(True, description="also write bits_saved.bw (or .bedGraph, output.track_format)")
+
+    def validate(self) -> None:
+        for k in ([self.order] if self.order is not None else []) + list(self.orders):
+            if not 0 <= k <= MAX_KMER_ORDER:
+                raise ValueError(f"baseline: order {k} is outside 0..{MAX_KMER_ORDER}")
+        if self.order is None and not self.orders:
+            raise ValueError("baseline.orders is empty; give candidate orders or a fixed baseline.order")
+        if not 0.0 < self.heldout_fraction < 1.0:
+            raise ValueError(f"baseline.heldout_fraction must be between 0 and 1, got {self.heldout_fraction}")
+
+
 @section
 class TrackingSection:
     """MLflow: the scoring run (linked to the model version) and the registry for models:/ URIs."""
@@ -191,6 +222,7 @@ class ScoreJob:
     target: TargetSection = Field(default_factory=TargetSection)
     window: WindowSection = Field(default_factory=WindowSection)
     compute: ComputeSection = Field(default_factory=ComputeSection)
+    baseline: BaselineSection = Field(default_factory=BaselineSection)
     tracking: TrackingSection = Field(default_factory=TrackingSection)
     address: str | None = Field(None, description="Ray cluster; null: $RAY_ADDRESS, else a local Ray")
     kind: Literal["score"] = Field("score", description=(

@@ -39,6 +39,7 @@ class ChromStats:
     sum_log_prob: float = 0.0
     sum_entropy: float = 0.0
     sum_log_prob_mean: float | None = None  # with the reverse strand
+    sum_bits_saved: float | None = None  # with baseline.bits_saved
 
     @property
     def expected(self) -> int:
@@ -65,6 +66,8 @@ class ChromStats:
         }
         if self.sum_log_prob_mean is not None and self.scored:
             out["mean_log_likelihood_both_strands"] = self.sum_log_prob_mean / self.scored
+        if self.sum_bits_saved is not None and self.scored:
+            out["mean_bits_saved"] = self.sum_bits_saved / self.scored  # bits per base over the k-mer chain
         return out
 
 
@@ -75,15 +78,21 @@ def _finite(x: float) -> float | None:
 @dataclass
 class FinalizeResult:
     chromosomes: list[ChromStats]
-    track: Path | None
+    tracks: dict[str, Path]  # column -> track file, in the order asked for
     bins: Path | None
     seconds: float = 0.0
     files: int = 0
 
+    @property
+    def track(self) -> Path | None:
+        """The first track (output.track)."""
+        return next(iter(self.tracks.values()), None)
+
 
 def finalize(root: str | Path, regions: Sequence[Region], chunks: Sequence[Chunk], *,
-             track: str | None, track_format: str, bin_size: int) -> FinalizeResult:
-    """Check coverage and write bins and the track. Raises CoverageError naming the problem."""
+             tracks: Sequence[str], track_format: str, bin_size: int) -> FinalizeResult:
+    """Check coverage and write bins and one track per column of `tracks`. Raises
+    CoverageError naming the problem."""
     import time
 
     import pyarrow.parquet as pq
@@ -98,8 +107,8 @@ def finalize(root: str | Path, regions: Sequence[Region], chunks: Sequence[Chunk
         s = stats.setdefault(r.chrom, ChromStats(r.chrom, r.length, []))
         s.regions.append((r.start, r.end))
     _check_no_stray_files(root, by_chrom)
-    writer = _TrackWriter(root, track, track_format, [(s.name, s.length) for s in stats.values()]) \
-        if track else None
+    sizes = [(s.name, s.length) for s in stats.values()]
+    writers = {column: _TrackWriter(root, column, track_format, sizes) for column in tracks}
     bins = _Bins(bin_size) if bin_size else None
     files = 0
     try:
@@ -111,10 +120,9 @@ def finalize(root: str | Path, regions: Sequence[Region], chunks: Sequence[Chunk
                 if not path.exists():
                     raise CoverageError(f"{chrom}:{c.start}-{c.end}: chunk file {path} is missing")
                 cols = ["pos", "log_prob", "entropy"]
-                if "log_prob_mean" in pq.read_schema(path).names:
-                    cols.append("log_prob_mean")
-                if track and track not in cols:
-                    cols.append(track)
+                names = pq.read_schema(path).names
+                cols += [c for c in ("log_prob_mean", "bits_saved") if c in names]
+                cols += [column for column in tracks if column not in cols]
                 table = pq.read_table(path, columns=cols)
                 files += 1
                 pos = table["pos"].to_numpy()
@@ -133,20 +141,23 @@ def finalize(root: str | Path, regions: Sequence[Region], chunks: Sequence[Chunk
                 if "log_prob_mean" in table.column_names:
                     st.sum_log_prob_mean = (st.sum_log_prob_mean or 0.0) + \
                         float(_floats(table["log_prob_mean"])[valid].sum(dtype=np.float64))
+                if "bits_saved" in table.column_names:
+                    st.sum_bits_saved = (st.sum_bits_saved or 0.0) + \
+                        float(_floats(table["bits_saved"])[valid].sum(dtype=np.float64))
                 if bins is not None:
                     bins.add(chrom, pos, table, valid)
-                if writer is not None:
-                    writer.add(chrom, pos, _floats(table[track]))
+                for column, writer in writers.items():
+                    writer.add(chrom, pos, _floats(table[column]))
             if st.bases != st.expected:
                 raise CoverageError(f"{chrom}: {st.bases:,} positions present, {st.expected:,} expected")
     except BaseException:
-        if writer is not None:
+        for writer in writers.values():
             writer.close(keep=False)
         raise
-    if writer is not None:
+    for writer in writers.values():
         writer.close()
     bins_path = bins.write(root / BINS_NAME) if bins is not None else None
-    return FinalizeResult(list(stats.values()), writer.path if writer else None, bins_path,
+    return FinalizeResult(list(stats.values()), {c: w.path for c, w in writers.items()}, bins_path,
                           time.perf_counter() - t0, files)
 
 

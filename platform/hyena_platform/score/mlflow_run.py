@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 def tracking_start(plan: ScorePlan, root: Path) -> tuple[Any, str]:
     params = {"window.resolved_size": plan.window, "window.resolved_stride": plan.stride,
               "bases": plan.bases, "chunks": len(plan.chunks)}
+    if plan.kmer is not None:  # the chain behind bits_saved: its order and what it was counted on
+        params.update({"baseline.resolved_order": plan.kmer.order, "baseline.resolved_fit_on": ",".join(plan.kmer.fit_on),
+                       "baseline.resolved_fit_bases": plan.kmer.fit_bases, "baseline.chosen_by": plan.kmer.chosen_by})
     return start_job_run(plan.job.tracking.config(), "score", root, fingerprint(plan.identity), plan.model,
                          plan.job.to_dict(), params, link_kind="scoring")
 
@@ -75,6 +78,8 @@ def tracking_finish(run: tuple[Any, str], result: ScoreResult, fin: FinalizeResu
             rows += [(f"mean_log_likelihood.{name}", s.mean_log_likelihood, 0),
                      (f"perplexity.{name}", s.perplexity, 0),
                      (f"coverage.{name}", s.bases / s.expected if s.expected else 1.0, 0)]
+            if s.sum_bits_saved is not None:
+                rows.append((f"mean_bits_saved.{name}", s.sum_bits_saved / s.scored, 0))
             total_scored += s.scored
             total_lp += s.sum_log_prob
     if total_scored:
@@ -83,6 +88,8 @@ def tracking_finish(run: tuple[Any, str], result: ScoreResult, fin: FinalizeResu
     if result.chunks_scored:
         rows.append(("bases_per_s", result.bases_per_s, 0))
     rows += [(k, v, 0) for k, v in result.timings.items()]
+    for order, bits in ((result.baseline or {}).get("heldout_bits_per_base") or {}).items():
+        rows.append(("baseline.heldout_bits_per_base", bits, int(order)))  # step = the chain's order
     tracking.log_metrics(cfg, run_id, rows)
     tracking.log_artifact(cfg, run_id, result.manifest)
     if fin.bins is not None:

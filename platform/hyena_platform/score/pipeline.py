@@ -85,7 +85,7 @@ def _score_locked(job: ScoreJob, plan: ScorePlan, out: Any, root: Path, *, overw
             peak_rss = timings.pop("replica_max_rss_mb")
         timings["score_wall_s"] = time.perf_counter() - t0
         emit({"event": "finalize"})
-        fin = finalize(root, plan.regions, plan.chunks, track=job.output.track,
+        fin = finalize(root, plan.regions, plan.chunks, tracks=track_columns(job),
                        track_format=job.output.track_format, bin_size=job.output.bin_size)
         timings["finalize_s"] = fin.seconds
         timings["total_s"] = time.perf_counter() - t_start
@@ -101,7 +101,8 @@ def _score_locked(job: ScoreJob, plan: ScorePlan, out: Any, root: Path, *, overw
                              manifest["chromosomes"], len(plan.chunks), len(pending), bases_scored,
                              timings, run_id=run[1] if run else None,
                              tracking_uri=run[0].uri if run else None,
-                             extra={"replica_max_rss_mb": peak_rss})
+                             extra={"replica_max_rss_mb": peak_rss}, tracks=fin.tracks,
+                             baseline=plan.kmer.describe() if plan.kmer is not None else None)
     except BaseException as err:
         record_failure(err, attempt, manifest, lambda: write_manifest(root, manifest), run, finished=now())
         raise
@@ -123,6 +124,7 @@ def _manifest(plan: ScorePlan, root: Path, previous: dict[str, Any] | None,
                    "min_context": plan.window - plan.stride + 1,
                    "definition": "hyena_platform.score.tiling (module docstring)"},
         "columns": ["pos", "ref", *plan.columns],
+        **({"baseline": plan.kmer.describe()} if plan.kmer is not None else {}),
         "chunks": {"total": len(plan.chunks), "chunk_size": job.output.chunk_size},
         "regions": [[r.chrom, r.start, r.end] for r in plan.regions],
         "config": job.to_dict(),
@@ -130,6 +132,14 @@ def _manifest(plan: ScorePlan, root: Path, previous: dict[str, Any] | None,
         "mlflow": {"tracking_uri": run[0].uri, "run_id": run[1]} if run else None,
         "attempts": list((previous or {}).get("attempts", [])),
     }
+
+
+def track_columns(job: ScoreJob) -> list[str]:
+    """The columns exported as tracks: output.track, then bits_saved when asked for."""
+    tracks = [job.output.track] if job.output.track else []
+    if job.baseline.bits_saved and job.baseline.track and "bits_saved" not in tracks:
+        tracks.append("bits_saved")
+    return tracks
 
 
 def _total_timings(attempts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -145,6 +155,7 @@ def _total_timings(attempts: list[dict[str, Any]]) -> dict[str, Any]:
 def _files(root: Path, fin: FinalizeResult) -> dict[str, Any]:
     return {"scores": "scores", "manifest": MANIFEST_NAME,
             "bins": fin.bins.name if fin.bins else None, "track": fin.track.name if fin.track else None,
+            "tracks": {column: path.name for column, path in fin.tracks.items()},
             "chunk_files": fin.files}
 
 
@@ -153,12 +164,15 @@ def _files(root: Path, fin: FinalizeResult) -> dict[str, Any]:
 
 
 def _execute(plan: ScorePlan, pending: list[Chunk], root: Path, emit: Progress) -> dict[str, float]:
-    from hyena_platform.score.scorer import model_payload
+    from hyena_platform.score.scorer import kmer_payload, model_payload
 
     job, c = plan.job, plan.job.compute
     items = [{"index": ch.index, "chrom": ch.chrom, "start": ch.start, "end": ch.end,
               "length": ch.length, "source": ch.source} for ch in pending]
-    replica_kwargs = {"payload": model_payload(plan.model.model), "window": plan.window, "stride": plan.stride,
+    payload = model_payload(plan.model.model)
+    if plan.kmer is not None:
+        payload["kmer"] = kmer_payload(plan.kmer)
+    replica_kwargs = {"payload": payload, "window": plan.window, "stride": plan.stride,
                       "batch_size": c.batch_size, "reverse_strand": job.window.reverse_strand,
                       "probabilities": job.window.probabilities, "device": c.device,
                       "threads": c.torch_threads, "precision": c.precision,
@@ -205,11 +219,12 @@ class ScoreReplica:
             t0 = time.perf_counter()
             chunk = Chunk(row["index"], row["chrom"], row["start"], row["end"], row["length"], row["source"])
             span = chunk_windows(chunk, s.window, s.stride, reverse_strand=s.reverse_strand)
-            spec = ChunkSpec(chunk.source, chunk.chrom, span.fetch_start, span.fetch_end, "score", span.fetch_start)
+            start = max(0, min(span.fetch_start, chunk.start - s.context_before))
+            spec = ChunkSpec(chunk.source, chunk.chrom, start, span.fetch_end, "score", start)
             tokens = tokenize_codes(fetch_codes(spec, index_cache=self.index_cache), source=chunk.source,
-                                    chrom=chunk.chrom, start=span.fetch_start)
+                                    chrom=chunk.chrom, start=start)
             read_s = time.perf_counter() - t0
-            scores = s.score_chunk(chunk, tokens, span.fetch_start)
+            scores = s.score_chunk(chunk, tokens, start)
             out.append(({**row, "read_s": read_s, "pid": os.getpid(), "max_rss_mb": max_rss_mb()}, scores))
         return pack_scores(out)
 

@@ -58,6 +58,7 @@ class ScorePlan:
     stride: int
     columns: list[str]
     identity: dict[str, Any] = field(default_factory=dict)
+    kmer: Any = None  # hyena_platform.score.kmer.KmerChain when baseline.bits_saved
 
     @property
     def bases(self) -> int:
@@ -70,7 +71,7 @@ def plan_job(job: ScoreJob, *, source: str = "<job>", model: ResolvedModel | Non
     resolved = model if model is not None else resolve_model(job.model.uri, registry_uri=job.tracking.uri)
     classes = token_classes(resolved.model, job, source)
     columns = score_columns(reverse_strand=job.window.reverse_strand, probabilities=job.window.probabilities,
-                            classes=classes)
+                            classes=classes, bits_saved=job.baseline.bits_saved)
     if job.output.track is not None and job.output.track not in columns:
         raise ConfigError(f"{source}: output.track={job.output.track!r} is not a column this job writes; "
                           f"choose one of {', '.join(columns)} (or null for no track)")
@@ -79,9 +80,20 @@ def plan_job(job: ScoreJob, *, source: str = "<job>", model: ResolvedModel | Non
     except ValueError as err:
         raise ConfigError(f"{source}: {err}") from None
     chunks = plan_chunks(regions, job.output.chunk_size)
-    plan = ScorePlan(job, source, regions, chunks, resolved, window, stride, columns)
+    plan = ScorePlan(job, source, regions, chunks, resolved, window, stride, columns, kmer=kmer_chain(job, regions, source))
     plan.identity = identity(plan)
     return plan
+
+
+def kmer_chain(job: ScoreJob, regions: list[Region], source: str):
+    """The k-mer chain of the bits_saved column (hyena_platform.score.kmer), or None."""
+    if not job.baseline.bits_saved:
+        return None
+    from hyena_platform.score.kmer import fit_chain
+
+    d = job.data
+    return fit_chain(job.baseline, genome_paths(d), regions, include=d.include, exclude=d.exclude,
+                     min_length=d.min_length, index_cache=d.index_cache, source=source)
 
 
 def token_classes(model: Any, job: ScoreJob, source: str) -> tuple[str, ...]:
@@ -119,6 +131,8 @@ def identity(plan: ScorePlan) -> dict[str, Any]:
         "columns": plan.columns,
         "chunk_size": plan.job.output.chunk_size,
         "precision": plan.job.compute.precision,
+        **({"baseline": {k: plan.kmer.describe()[k] for k in ("order", "fit_on", "fit_bases", "alpha")}}
+           if plan.kmer is not None else {}),
     }
 
 

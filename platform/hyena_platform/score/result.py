@@ -22,6 +22,8 @@ class ScoreResult:
     run_id: str | None = None
     tracking_uri: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    tracks: dict[str, Path] = field(default_factory=dict)  # column -> track file (track is the first)
+    baseline: dict[str, Any] | None = None  # the k-mer chain of bits_saved (score.kmer.KmerChain.describe)
 
     @property
     def bases_per_s(self) -> float:

@@ -24,6 +24,7 @@ from hyena.tokenizer import A, C, G, N, T
 from hyena_platform.score.tiling import Chunk, chunk_windows, strand_sequence, window_batch
 
 BASE_IDS = (A, C, G, T)
+LN2 = float(np.log(2.0))
 RC_BASE_IDS = (T, G, C, A)  # reverse-strand probability of the complement, in forward terms
 
 
@@ -72,6 +73,11 @@ class ChunkScores:
     model_cpu_s: float = 0.0  # CPU seconds of this process meanwhile (all its threads)
 
 
+def kmer_payload(chain: Any) -> dict[str, Any]:
+    """The replicas' part of a KmerChain (hyena_platform.score.kmer): its order and log2 tables."""
+    return {"order": chain.order, "tables": chain.tables}
+
+
 def model_payload(model: torch.nn.Module) -> dict[str, Any]:
     """A model as plain data for ray.put: its config and numpy weights (zero-copy in the store)."""
     state = {}
@@ -94,38 +100,54 @@ def model_from_payload(payload: dict[str, Any], device: str = "cpu") -> torch.nn
     return model.to(device).eval()
 
 
-def load_payload(payload: Any, device: str = "cpu") -> torch.nn.Module:
-    """The model of a replica: `payload` is a model, `model_payload(model)`, or, in a Ray actor,
-    ``[ObjectRef]`` of a payload (the list keeps Ray from inlining the weights into the actor's
-    constructor arguments; the weights come from the object store once per replica)."""
+def fetch_payload(payload: Any) -> Any:
+    """In a Ray actor, ``[ObjectRef]`` of a payload -> the payload (the list keeps Ray from
+    inlining the weights into the actor's constructor arguments; they come from the object
+    store once per replica); anything else as it is."""
     if isinstance(payload, list):
         import ray
 
-        payload = ray.get(payload[0])
+        return ray.get(payload[0])
+    return payload
+
+
+def load_payload(payload: Any, device: str = "cpu") -> torch.nn.Module:
+    """The model of a replica: `payload` is a model, `model_payload(model)`, or ``[ObjectRef]``
+    of either (`fetch_payload`)."""
+    payload = fetch_payload(payload)
     if isinstance(payload, torch.nn.Module):
         return payload.to(device).eval()
     return model_from_payload(payload, device)
 
 
 class ChunkScorer:
-    """Scores chunks with one model replica. `payload` is a model or `model_payload(model)`."""
+    """Scores chunks with one model replica. `payload` is a model or `model_payload(model)`,
+    the latter with an optional ``kmer`` entry (`kmer_payload`: the chain of bits_saved)."""
 
     def __init__(self, payload: Any, *, window: int, stride: int, batch_size: int,
                  reverse_strand: bool = False, probabilities: bool = False, device: str = "cpu",
                  threads: int | None = None, precision: str = "fp32"):
         if threads is not None:
             torch.set_num_threads(threads)
+        payload = fetch_payload(payload)
+        self.kmer = payload.get("kmer") if isinstance(payload, dict) else None
         self.model = load_payload(payload, device)
         self.window, self.stride, self.batch_size = window, stride, batch_size
         self.reverse_strand, self.probabilities = reverse_strand, probabilities
         self.device = torch.device(device)
         self.precision = precision
 
+    @property
+    def context_before(self) -> int:
+        """Bases before a chunk's first window that `score_chunk` also needs (the k-mer context)."""
+        return self.kmer["order"] if self.kmer else 0
+
     # ---------------------------------------------------------------------------------- scoring
 
     def score_chunk(self, chunk: Chunk, tokens: np.ndarray, fetch_start: int) -> ChunkScores:
         """tokens: forward ids of ``[fetch_start, fetch_start + len(tokens))``, covering
-        `chunk_windows(chunk, ...)`'s fetch span."""
+        `chunk_windows(chunk, ...)`'s fetch span and, for bits_saved, the `context_before`
+        bases before the chunk (or from the chromosome's start)."""
         plan = chunk_windows(chunk, self.window, self.stride, reverse_strand=self.reverse_strand)
         lo = plan.fetch_start - fetch_start
         span = tokens[lo: lo + plan.fetch_end - plan.fetch_start]
@@ -138,12 +160,25 @@ class ChunkScorer:
                 columns[f"{key}_rc"] = np.ascontiguousarray(value[::-1])
             columns["log_prob_mean"] = (columns["log_prob"] + columns["log_prob_rc"]) / np.float32(2)
             columns["entropy_mean"] = (columns["entropy"] + columns["entropy_rc"]) / np.float32(2)
+        if self.kmer is not None:
+            columns["bits_saved"] = self._bits_saved(chunk, tokens, fetch_start, columns["log_prob"])
         n_mask = ref == N
         if n_mask.any():
             for value in columns.values():
                 value[n_mask] = np.nan
         return ChunkScores(np.ascontiguousarray(ref), columns, time.perf_counter() - t0,
                            time.process_time() - c0)
+
+    def _bits_saved(self, chunk: Chunk, tokens: np.ndarray, fetch_start: int, log_prob: np.ndarray) -> np.ndarray:
+        """log2 P_model - log2 P_kmer for the chunk's bases (hyena_platform.score.kmer)."""
+        from hyena_platform.train.baselines import per_base_log2
+
+        order = self.kmer["order"]
+        first = max(0, chunk.start - order)
+        assert fetch_start <= first or fetch_start == 0, (fetch_start, chunk.start, order)
+        stretch = tokens[first - fetch_start: chunk.end - fetch_start]
+        kmer = per_base_log2(self.kmer["tables"], stretch, order)[chunk.start - first:]
+        return (log_prob.astype(np.float64) / LN2 - kmer).astype(np.float32)
 
     def _strand(self, span: np.ndarray, fetch_start: int, fetch_end: int, length: int,
                 blocks: np.ndarray, reverse: bool) -> dict[str, np.ndarray]:

@@ -160,3 +160,31 @@ class MarkovBaselines:
     def bits_per_base(self, input_ids: np.ndarray, labels: np.ndarray, order: int) -> float:
         total, count = self.evaluate(input_ids, labels, order)
         return total / count if count else math.nan
+
+
+def per_base_log2(tables: Sequence[np.ndarray], tokens: np.ndarray, order: int) -> np.ndarray:
+    """log2 p(tokens[t] | the `order` tokens before t) for every t of one contiguous stream
+    (a chromosome or a span of it), float64, NaN where tokens[t] is not a base.
+
+    `tables[j]` is `MarkovBaselines.log2_probs(j)` for j = 0..order. The context of t is the
+    stream before it: shorter at the stream's start, and cut after a non-base token (the chain
+    backs off to the order it can use, as in `evaluate`). Vectorised: the full-order context
+    code has the most recent symbol least significant, so the order-j code is it modulo 5**j.
+    """
+    sym = symbols(tokens)
+    n = sym.shape[0]
+    pos = np.arange(n)
+    last_bad = np.maximum.accumulate(np.where(sym < 0, pos, -1))  # last non-base at or before t
+    before = np.concatenate([[-1], last_bad[:-1]])  # ... strictly before t
+    run = np.minimum(order, pos - before - 1)  # usable context length of t
+    safe = np.where(sym >= 0, sym, 0)
+    code = np.zeros(n, dtype=np.int64)
+    for i in range(1, order + 1):  # the i-th symbol before t
+        code[i:] += safe[:-i] * ALPHABET ** (i - 1)
+    out = np.full(n, np.nan)
+    for j in range(order + 1):
+        use = (run == j) & (sym >= 0)
+        if use.any():
+            out[use] = tables[j][code[use] % ALPHABET ** j, sym[use]]
+    return out
+
