@@ -17,7 +17,8 @@ import yaml
 import hyena
 from hyena_platform.errors import ConfigError, HyenaPlatformError, InputError
 from hyena_platform.score.config import job_from_mapping, load_job
-from hyena_platform.score.chunk_files import check_output, fingerprint, write_manifest
+from hyena_platform.result_set import fingerprint
+from hyena_platform.score.chunk_files import check_output, write_manifest
 from hyena_platform.score.plan import plan_job
 
 REPO = Path(__file__).resolve().parents[1]

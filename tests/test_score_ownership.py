@@ -121,7 +121,8 @@ def test_a_fasta_edited_in_place_is_a_different_genome(model_dir, tmp_path, bund
         fasta.write_bytes(f.read())
     out = tmp_path / "out"
     before = plan_job(job_from_mapping(mapping(model_dir, out, fasta=fasta)))
-    from hyena_platform.score.chunk_files import fingerprint, write_manifest
+    from hyena_platform.result_set import fingerprint
+    from hyena_platform.score.chunk_files import write_manifest
 
     write_manifest(out, {"status": "complete", "fingerprint": fingerprint(before.identity),
                          "identity": before.identity, "model": before.model.describe()})

@@ -112,7 +112,7 @@ class DataConfig:
 @section
 class GenomeSection:
     """Which genome, and which of its records: the `data:` section of jobs that read the FASTA by
-    position (scoring) instead of cutting training windows from chunks."""
+    position (scoring, variant effects) instead of cutting training windows from chunks."""
 
     fasta: list[str] = Field(default_factory=list, description=(
         "FASTA files (plain or bgzip, indexed by pyfaidx); empty: the bundled V. cholerae N16961 genome"))
@@ -128,7 +128,8 @@ class GenomeSection:
     KEY_HINTS: ClassVar[dict[str, str]] = {
         "shards": "this job reads FASTA directly (random access by pyfaidx): set data.fasta to the "
                   "FASTA the shards were made from",
-        "bed": "data.bed holds training splits; give the regions in target.bed (chrom, start, end) instead",
+        "bed": "data.bed holds training splits; to score regions, give the regions in target.bed (chrom, "
+               "start, end) instead",
         **{name: "it shapes training splits or windows and has no effect here" for name in (
             "valid_chroms", "test_chroms", "chunk_size", "max_n_fraction", "reverse_complement", "seed",
             "keep_soft_mask")},

@@ -1,4 +1,4 @@
-"""The embedding job (`hyena embed JOB.yaml`): one YAML file -> a tree of frozen dataclasses.
+"""The embedding job (`hyena embed JOB.yaml`): one YAML file -> a tree of frozen job sections.
 
 Sections: ``model`` and ``compute`` (the scoring job's: a model URI, an actor pool of replicas),
 ``input`` (InputSection), ``embedding`` (EmbeddingSection), ``output`` (OutputSection),
@@ -15,9 +15,8 @@ from typing import Any, Literal, Sequence
 from pydantic import Field
 
 from hyena_platform.config import load_config, section, to_dict
-from hyena_platform.score.config import ComputeSection, ModelSection, TrackingSection
+from hyena_platform.score.config import ComputeSection, ModelSection, ResultOutputSection, TrackingSection
 from hyena_platform.submission import SubmissionSection
-from hyena_platform.tracking import DEFAULT_URI
 
 
 @section
@@ -69,28 +68,19 @@ class EmbeddingSection:
 
 
 @section
-class OutputSection:
+class OutputSection(ResultOutputSection):
     """Where embeddings go: OUT/embeddings/part-NNNNNN.parquet and OUT/_manifest.json."""
 
     path: str = Field(description="the output directory (on a filesystem every Ray node can reach)")
     overwrite: bool = Field(False, description="replace embeddings of a different model or config (else refused)")
     chunk_size: int = Field(256, description="sequences per Parquet file; the unit of resuming")
 
-    def validate(self) -> None:
-        if not self.path:
-            raise ValueError("output.path is empty")
-        if self.chunk_size < 1:
-            raise ValueError(f"output.chunk_size must be >= 1, got {self.chunk_size}")
-
 
 @section
 class EmbedTrackingSection(TrackingSection):
     """MLflow: the embedding run (linked to the model version) and the registry for models:/ URIs."""
 
-    uri: str = Field(DEFAULT_URI, description=(
-        "MLflow tracking URI, also the registry that models:/ URIs are read from"))
     experiment: str = Field("hyena-embed", description="MLflow experiment of the embedding runs")
-    log_run: bool = Field(True, description="false: no MLflow run (models:/ URIs still resolve against uri)")
 
 
 @section

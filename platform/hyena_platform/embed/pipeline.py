@@ -25,8 +25,10 @@ from hyena_platform.embed.config import EmbedJob
 from hyena_platform.embed.embedder import EmbedSettings
 from hyena_platform.embed.inputs import Item, chunk_rows, check_lengths, items_digest, plan_chunks, read_items
 from hyena_platform.errors import ConfigError
-from hyena_platform.outputs import OutputDir, atomic_path, remove_temporaries
-from hyena_platform.score.chunk_files import MANIFEST_NAME, check_output, fingerprint, now, write_manifest
+from hyena_platform.outputs import OutputDir, atomic_path, now, remove_temporaries
+from hyena_platform.result_set import (
+    MANIFEST_NAME, check_output, finished_parts, fingerprint, manifest_header, write_manifest,
+)
 from hyena_platform.score.plan import ResolvedModel, resolve_model
 from hyena_platform.score.mlflow_run import start_job_run
 
@@ -94,22 +96,8 @@ def embed_output(root: Path) -> OutputDir:
 
 def finished(plan: EmbedPlan, root: Path) -> set[int]:
     """Chunks whose file exists with the expected row count; leftovers and stale files removed."""
-    import pyarrow.parquet as pq
-
-    done = set()
-    for index, chunk in enumerate(plan.chunks):
-        path = chunk_path(root, index)
-        if not path.exists():
-            continue
-        try:
-            rows = pq.read_metadata(path).num_rows
-        except Exception:  # noqa: BLE001 - an unreadable file is simply embedded again
-            rows = -1
-        if rows == chunk_rows(plan.items, chunk, plan.settings.pooling):
-            done.add(index)
-        else:
-            path.unlink()
-    return done
+    return finished_parts((index, chunk_path(root, index), chunk_rows(plan.items, chunk, plan.settings.pooling))
+                          for index, chunk in enumerate(plan.chunks))
 
 
 def run_embed(job: EmbedJob, *, source: str = "<job>", overwrite: bool = False, fresh: bool = False,
@@ -127,8 +115,8 @@ def run_embed(job: EmbedJob, *, source: str = "<job>", overwrite: bool = False, 
 def _embed_locked(plan: EmbedPlan, out: OutputDir, root: Path, *, overwrite: bool, fresh: bool,
                   emit: Progress, source: str, t0: float) -> EmbedResult:
     job = plan.job
-    previous = check_output(root, plan.identity, overwrite=overwrite or job.output.overwrite,
-                            model_uri=plan.model.resolved_uri, fmt=FORMAT, output=out, command="hyena embed")
+    previous = check_output(out, plan.identity, overwrite=overwrite or job.output.overwrite, fmt=FORMAT,
+                            command="hyena embed", model_uri=plan.model.resolved_uri)
     if fresh and previous is not None:
         out.clear(first=[MANIFEST_NAME], what="--fresh")
         previous = None
@@ -168,24 +156,14 @@ def _embed_locked(plan: EmbedPlan, out: OutputDir, root: Path, *, overwrite: boo
 
 def _manifest(plan: EmbedPlan, root: Path, previous: dict[str, Any] | None, run, source: str) -> dict[str, Any]:
     s = plan.settings
-    return {
-        "status": "running",
-        "created": (previous or {}).get("created") or now(),
-        "fingerprint": fingerprint(plan.identity),
-        "identity": plan.identity,
-        "model": plan.model.describe(),
-        "input": plan.input_kind,
-        "sequences": len(plan.items),
-        "embedding": {"pooling": s.pooling, "layers": s.layers, "reverse_complement": s.reverse_complement,
-                      "dtype": s.dtype, "dim": plan.model.model.config.d_model * len(s.layers),
-                      "window": s.window, "long_sequences": plan.job.embedding.long_sequences,
-                      "definition": "hyena.embedding and hyena_platform.embed.embedder (module docstrings)"},
-        "chunks": {"total": len(plan.chunks), "chunk_size": plan.job.output.chunk_size},
-        "config": plan.job.to_dict(),
-        "source": source,
-        "mlflow": {"tracking_uri": run[0].uri, "run_id": run[1]} if run else None,
-        "attempts": list((previous or {}).get("attempts", [])),
-    }
+    embedding = {"pooling": s.pooling, "layers": s.layers, "reverse_complement": s.reverse_complement,
+                 "dtype": s.dtype, "dim": plan.model.model.config.d_model * len(s.layers),
+                 "window": s.window, "long_sequences": plan.job.embedding.long_sequences,
+                 "definition": "hyena.embedding and hyena_platform.embed.embedder (module docstrings)"}
+    return manifest_header(
+        plan.identity, plan.model, previous, run, config=plan.job.to_dict(), source=source,
+        input=plan.input_kind, sequences=len(plan.items), embedding=embedding,
+        chunks={"total": len(plan.chunks), "chunk_size": plan.job.output.chunk_size})
 
 
 def _finish_run(run: tuple[Any, str], result: EmbedResult, stats: dict[str, float]) -> None:

@@ -1,4 +1,4 @@
-"""The fine-tuning job: one YAML file -> a tree of frozen dataclasses.
+"""The fine-tuning job: one YAML file -> a tree of frozen job sections (hyena_platform.config).
 
 Sections: ``model`` (the base checkpoint), ``task`` (head and problem type), ``data``
 (FinetuneDataConfig), ``train`` (optimisation, early stopping), ``baseline`` (the k-mer

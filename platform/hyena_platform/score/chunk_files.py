@@ -22,22 +22,17 @@ refused unless told to overwrite, so one directory never mixes two models' score
 
 from __future__ import annotations
 
-import datetime as _dt
-import hashlib
-import json
-import os
 import time
-import uuid
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 from urllib.parse import quote
 
 import numpy as np
 
-from hyena_platform.errors import InputError
+from hyena_platform import result_set
+from hyena_platform.result_set import MANIFEST_NAME, finished_parts, write_parquet_atomic
 from hyena_platform.score.tiling import Chunk
 
-MANIFEST_NAME = "_manifest.json"
 SCORES_DIR = "scores"
 BINS_NAME = "bins.parquet"
 FORMAT = "hyena-scores"
@@ -150,101 +145,22 @@ def write_chunk(root: str | Path, chunk: Chunk, table) -> tuple[Path, int]:
     return final, write_parquet_atomic(final, table)
 
 
-def write_parquet_atomic(final: Path, table) -> int:
-    """Write `table` to `final` through a hidden temporary name in the same directory, fsync,
-    rename: the file appears only complete. Returns its size in bytes."""
-    import pyarrow.parquet as pq
-
-    from hyena_platform.outputs import write_error
-
-    tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, tmp, compression="zstd", row_group_size=1 << 20)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-    except OSError as err:  # disk full, read-only: one line (OutputError), not a Ray traceback
-        raise write_error(final, err) from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return final.stat().st_size
-
-
 def finished_chunks(root: str | Path, chunks: Iterable[Chunk]) -> set[int]:
     """Indices of chunks whose file exists with the right row count; removes temporary files."""
-    import pyarrow.parquet as pq
-
-    root = Path(root)
-    done: set[int] = set()
-    seen_dirs: set[Path] = set()
-    for chunk in chunks:
-        path = chunk_path(root, chunk)
-        if path.parent not in seen_dirs:
-            seen_dirs.add(path.parent)
-            if path.parent.is_dir():
-                for leftover in path.parent.glob(".*.parquet.tmp-*"):
-                    leftover.unlink(missing_ok=True)
-        if not path.exists():
-            continue
-        try:
-            rows = pq.read_metadata(path).num_rows
-        except Exception:  # noqa: BLE001 - any unreadable file is simply scored again
-            rows = -1
-        if rows == chunk.bases:
-            done.add(chunk.index)
-        else:
-            path.unlink()
-    return done
+    return finished_parts((chunk.index, chunk_path(root, chunk), chunk.bases) for chunk in chunks)
 
 
 # ------------------------------------------------------------------------------------------
 # Manifest and the identity of a result set
 
 
-def fingerprint(identity: dict[str, Any]) -> str:
-    blob = json.dumps(identity, sort_keys=True, separators=(",", ":")).encode()
-    return "sha256:" + hashlib.sha256(blob).hexdigest()
+def read_manifest(root: str | Path) -> dict[str, Any] | None:
+    """The scoring manifest of `root`, or None (InputError if it is not one)."""
+    return result_set.read_manifest(root, FORMAT)
 
 
-def read_manifest(root: str | Path, fmt: str = FORMAT) -> dict[str, Any] | None:
-    """The ``_manifest.json`` of a result directory of format `fmt` (hyena-scores, hyena-vep)."""
-    path = Path(root) / MANIFEST_NAME
-    if not path.exists():
-        return None
-    try:
-        data = json.loads(path.read_text())
-        if data.get("format") != fmt:
-            raise ValueError(f"format {data.get('format')!r}")
-        return data
-    except (ValueError, OSError) as err:
-        raise InputError(f"{path}: not a scoring manifest ({err}); remove it or choose another "
-                         "output.path") from None
-
-
-def write_manifest(root: str | Path, manifest: dict[str, Any], fmt: str = FORMAT,
-                   version: int = FORMAT_VERSION) -> Path:
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    manifest = {"format": fmt, "version": version, **manifest, "updated": now()}
-    from hyena_platform.outputs import atomic_write  # temp name, fsync, rename; removed on failure
-
-    return atomic_write(root / MANIFEST_NAME, json.dumps(manifest, indent=1, default=_json_default) + "\n")
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+def write_manifest(root: str | Path, manifest: dict[str, Any]) -> Path:
+    return result_set.write_manifest(root, manifest, FORMAT, FORMAT_VERSION)
 
 
 def score_output(root: str | Path):
@@ -252,7 +168,8 @@ def score_output(root: str | Path):
     holds our marker or a scoring manifest; it owns exactly the files a scoring job writes."""
     from hyena_platform.outputs import OutputDir
 
-    return OutputDir(str(root), kind=FORMAT, owned=OWNED, legacy_marker=lambda out: _try_manifest(Path(out.root)) is not None)
+    return OutputDir(str(root), kind=FORMAT, owned=OWNED,
+                     legacy_marker=lambda out: result_set.try_manifest(out.root, FORMAT) is not None)
 
 
 def _owned_patterns() -> tuple[str, ...]:
@@ -268,76 +185,13 @@ OWNED = _owned_patterns()
 
 
 def check_output(root: str | Path, identity: dict[str, Any], *, overwrite: bool,
-                 model_uri: str | None = None, fmt: str = FORMAT, output: Any = None,
-                 command: str = "hyena score") -> dict[str, Any] | None:
-    """Before any work: the existing manifest to resume from (same fingerprint), or None for a
-    fresh start. Results of another model or config are refused unless `overwrite`, which then
-    deletes only the files the job writes; a directory we did not write is never touched.
-    `fmt`, `output` (an OutputDir, default the scoring job's) and `command` let every batch job
-    that writes a manifest (score, vep) share this."""
-    from hyena_platform.outputs import LOCK_NAME
-
-    root = Path(root)
-    if root.exists() and not root.is_dir():
-        raise InputError(f"output.path {root} is a file; give a directory")
-    out = output if output is not None else score_output(root)
-    if not out.exists():
-        out.check_writable()
-        return None
-    if not out.is_ours():
-        others = [e for e in out.top_level() if e != LOCK_NAME]
-        if others:
-            raise InputError(
-                f"output.path {root} is not empty ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}) "
-                f"and was not written by `{command}` (no {MANIFEST_NAME}); nothing was changed. Choose an "
-                "empty or new directory"
-            )
-        return None
-    existing = read_manifest(root, fmt) if not overwrite else _try_manifest(root, fmt)
-    if existing is not None and existing.get("fingerprint") == fingerprint(identity):
-        return existing
-    if existing is not None and not overwrite:
-        old_uri = (existing.get("model") or {}).get("resolved_uri")
-        raise InputError(
-            f"output.path {root} holds results of a different model or config "
-            f"({describe_difference(existing.get('identity', {}), identity, old_uri, model_uri)}); choose another "
-            f"output.path, or set output.overwrite: true ({command} --overwrite) to replace them"
-        )
-    out.clear(first=[MANIFEST_NAME], what="--overwrite/--fresh")  # overwrite, or an attempt of ours killed before its manifest
-    return None
-
-
-def _try_manifest(root: Path, fmt: str = FORMAT) -> dict[str, Any] | None:
-    try:
-        return read_manifest(root, fmt)
-    except InputError:
-        return None
+                 model_uri: str | None = None) -> dict[str, Any] | None:
+    """Before any work: the manifest to resume from, or None (hyena_platform.result_set.check_output)."""
+    return result_set.check_output(score_output(root), identity, overwrite=overwrite, fmt=FORMAT,
+                                   command="hyena score", model_uri=model_uri)
 
 
 def clear_output(root: str | Path) -> None:
     """Remove what a scoring job writes (manifest first, then scores, bins, tracks); refused,
     deleting nothing, if the directory holds any other file (OutputError naming it)."""
     score_output(root).clear(first=[MANIFEST_NAME], what="--overwrite/--fresh")
-
-
-def describe_difference(old: dict[str, Any], new: dict[str, Any], old_uri: str | None = None,
-                        new_uri: str | None = None) -> str:
-    parts = []
-    for key in sorted(set(old) | set(new)):
-        if old.get(key) == new.get(key):
-            continue
-        if key == "model":
-            parts.append(f"model: {_model(old.get(key), old_uri)} -> {_model(new.get(key), new_uri)}")
-        else:
-            parts.append(f"{key}: {_short(old.get(key))} -> {_short(new.get(key))}")
-    return "; ".join(parts) or "unknown difference"
-
-
-def _model(value: Any, uri: str | None) -> str:
-    digest = str((value or {}).get("sha256", ""))[:12] if isinstance(value, dict) else ""
-    return f"{uri or 'weights'} (sha256 {digest}...)"
-
-
-def _short(value: Any, limit: int = 90) -> str:
-    text = json.dumps(value, sort_keys=True, default=str)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

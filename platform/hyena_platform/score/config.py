@@ -1,4 +1,4 @@
-"""The scoring job (`hyena score JOB.yaml`): one YAML file -> a tree of frozen dataclasses.
+"""The scoring job (`hyena score JOB.yaml`): one YAML file -> a tree of frozen job sections.
 
 Sections: ``model`` (ModelSection), ``data`` (hyena_platform.data.config.GenomeSection: which FASTA
 and which records), ``target`` (TargetSection: regions), ``window`` (WindowSection), ``compute``
@@ -18,7 +18,7 @@ from typing import Any, Literal, Sequence
 from pydantic import Field
 
 from hyena_platform.config import from_mapping, load_config, section, to_dict
-from hyena_platform.data.config import DataConfig, GenomeSection
+from hyena_platform.data.config import GenomeSection
 from hyena_platform.submission import SubmissionSection
 from hyena_platform.tracking import DEFAULT_URI, TrackingConfig
 
@@ -123,11 +123,26 @@ class ComputeSection:
 
 
 @section
-class OutputSection:
+class ResultOutputSection:
+    """Where a batch job's results go (score, vep, embed: hyena_platform.result_set): a directory
+    on a filesystem every Ray node can reach (NFS, EFS, ...), one Parquet file per chunk."""
+
+    path: str = Field(description="the output directory")
+    overwrite: bool = Field(False, description="replace results of a different model or config (else refused)")
+    chunk_size: int = Field(1024, description="rows per Parquet file; the unit of resuming")
+
+    def validate(self) -> None:
+        if not self.path:
+            raise ValueError("output.path is empty")
+        if self.chunk_size < 1:
+            raise ValueError(f"output.chunk_size must be >= 1, got {self.chunk_size}")
+
+
+@section
+class OutputSection(ResultOutputSection):
     """Where results go. A directory on a filesystem every Ray node can reach (NFS, EFS, ...)."""
 
     path: str = Field(description="the output directory (scores/, bins.parquet, the track, _manifest.json)")
-    overwrite: bool = Field(False, description="replace results of a different model or config (else refused)")
     chunk_size: int = Field(1 << 20, description=(
         "bases per Parquet file; the unit of resuming. A multiple of the stride."))
     track: str | None = Field("log_prob", description="column exported as a genome-browser track; null: none")
@@ -135,10 +150,7 @@ class OutputSection:
     bin_size: int = Field(10_000, description="per-bin summaries in bins.parquet; 0: none")
 
     def validate(self) -> None:
-        if not self.path:
-            raise ValueError("output.path is empty")
-        if self.chunk_size < 1:
-            raise ValueError(f"output.chunk_size must be >= 1, got {self.chunk_size}")
+        super().validate()
         if self.bin_size < 0:
             raise ValueError(f"output.bin_size must be >= 0, got {self.bin_size}")
 
@@ -189,29 +201,6 @@ class TrackingSection:
 
     def config(self) -> TrackingConfig:
         return TrackingConfig(uri=self.uri, experiment=self.experiment).resolved()
-
-
-# DataConfig fields that only shape training splits and windows (a VEP job's data section is a
-# DataConfig; scoring's is a GenomeSection, which has none of them).
-_TRAINING_ONLY = ("valid_chroms", "test_chroms", "chunk_size", "max_n_fraction", "reverse_complement",
-                  "seed", "keep_soft_mask")
-
-
-def check_reference_data(d: DataConfig, what: str) -> None:
-    """A batch job reading a reference FASTA by coordinates (scoring, variant effects) accepts
-    only the data fields that select the FASTA and its records; ValueError otherwise."""
-    if d.shards is not None:
-        raise ValueError(f"data.shards: {what} reads FASTA directly (random access by pyfaidx); "
-                         "set data.fasta to the FASTA the shards were made from")
-    if d.bed is not None:
-        raise ValueError(f"data.bed holds training splits and has no effect for {what}; remove it")
-    reference = DataConfig(fasta=d.fasta)
-    for name in _TRAINING_ONLY:
-        if getattr(d, name) != getattr(reference, name):
-            raise ValueError(
-                f"data.{name} has no effect for {what} (it shapes training splits or windows); "
-                f"remove it. {what.capitalize()} uses data.fasta, include, exclude, min_length, index_cache"
-            )
 
 
 @section

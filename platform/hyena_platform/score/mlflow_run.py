@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hyena_platform.score.chunk_files import fingerprint
+from hyena_platform.result_set import fingerprint
 from hyena_platform.score.result import ScoreResult
 
 if TYPE_CHECKING:

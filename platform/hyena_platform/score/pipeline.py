@@ -23,12 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from hyena_platform.batch import Progress, check_resources, init_ray, max_rss_mb, record_failure, run_pool
+from hyena_platform.outputs import now
+from hyena_platform.result_set import MANIFEST_NAME, manifest_header
+from hyena_platform.score.chunk_files import (
+    check_output, chunk_table, clear_output, finished_chunks, score_output, unpack_scores, write_chunk, write_manifest,
+)
 from hyena_platform.score.config import ScoreJob
 from hyena_platform.score.finalize import FinalizeResult, finalize
-from hyena_platform.score.chunk_files import (
-    MANIFEST_NAME, check_output, chunk_table, clear_output, finished_chunks, fingerprint, now, score_output,
-    unpack_scores, write_chunk, write_manifest,
-)
 from hyena_platform.score.plan import ResolvedModel, ScorePlan, plan_job
 from hyena_platform.score.mlflow_run import tracking_finish, tracking_start
 from hyena_platform.score.result import ScoreResult
@@ -114,24 +115,15 @@ def _score_locked(job: ScoreJob, plan: ScorePlan, out: Any, root: Path, *, overw
 def _manifest(plan: ScorePlan, root: Path, previous: dict[str, Any] | None,
               run: tuple[Any, str] | None) -> dict[str, Any]:
     job = plan.job
-    return {
-        "status": "running",
-        "created": (previous or {}).get("created") or now(),
-        "fingerprint": fingerprint(plan.identity),
-        "identity": plan.identity,
-        "model": plan.model.describe(),
-        "window": {"size": plan.window, "stride": plan.stride, "start_token": "[SEP]",
-                   "min_context": plan.window - plan.stride + 1,
-                   "definition": "hyena_platform.score.tiling (module docstring)"},
-        "columns": ["pos", "ref", *plan.columns],
-        **({"baseline": plan.kmer.describe()} if plan.kmer is not None else {}),
-        "chunks": {"total": len(plan.chunks), "chunk_size": job.output.chunk_size},
-        "regions": [[r.chrom, r.start, r.end] for r in plan.regions],
-        "config": job.to_dict(),
-        "source": plan.source,
-        "mlflow": {"tracking_uri": run[0].uri, "run_id": run[1]} if run else None,
-        "attempts": list((previous or {}).get("attempts", [])),
-    }
+    window = {"size": plan.window, "stride": plan.stride, "start_token": "[SEP]",
+              "min_context": plan.window - plan.stride + 1,
+              "definition": "hyena_platform.score.tiling (module docstring)"}
+    baseline = {"baseline": plan.kmer.describe()} if plan.kmer is not None else {}
+    return manifest_header(
+        plan.identity, plan.model, previous, run, config=job.to_dict(), source=plan.source, window=window,
+        columns=["pos", "ref", *plan.columns], **baseline,
+        chunks={"total": len(plan.chunks), "chunk_size": job.output.chunk_size},
+        regions=[[r.chrom, r.start, r.end] for r in plan.regions])
 
 
 def track_columns(job: ScoreJob) -> list[str]:

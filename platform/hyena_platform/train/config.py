@@ -1,4 +1,4 @@
-"""The pretraining job: one YAML file -> a tree of frozen dataclasses.
+"""The pretraining job: one YAML file -> a tree of frozen job sections (hyena_platform.config).
 
 Sections: ``model`` (ModelSection), ``data`` (hyena_platform.data.config.DataConfig), ``train``
 (TrainSection), ``scaling`` (ScalingSection), ``checkpoint`` (CheckpointSection), ``tracking``

@@ -1,7 +1,7 @@
-"""The variant effect job (`hyena vep JOB.yaml`): one YAML file -> a tree of frozen dataclasses.
+"""The variant effect job (`hyena vep JOB.yaml`): one YAML file -> a tree of job sections.
 
 Sections: ``model`` and ``compute`` and ``address`` as for scoring (hyena_platform.score.config),
-``data`` (the reference FASTA: hyena_platform.data.config.DataConfig), ``vcf`` (VcfSection),
+``data`` (the reference FASTA: hyena_platform.data.config.GenomeSection), ``vcf`` (VcfSection),
 ``window`` (VepWindowSection), ``output`` (VepOutputSection), ``tracking`` (an MLflow run in
 experiment ``hyena-vep`` by default) and ``submission`` (read by `hyena submit` only). Checks
 that need the model (the window against its l_max), the FASTA or the VCF run in
@@ -16,8 +16,10 @@ from typing import Any, Literal, Sequence
 from pydantic import Field
 
 from hyena_platform.config import apply_overrides, from_mapping, load_yaml_mapping, section, to_dict
-from hyena_platform.data.config import DataConfig
-from hyena_platform.score.config import ComputeSection, ModelSection, TrackingSection, check_reference_data
+from hyena_platform.data.config import GenomeSection
+from hyena_platform.score.config import (
+    ComputeSection, ModelSection, ResultOutputSection, TrackingSection,
+)
 from hyena_platform.submission import SubmissionSection
 
 
@@ -77,19 +79,13 @@ class VepWindowSection:
 
 
 @section
-class VepOutputSection:
+class VepOutputSection(ResultOutputSection):
     """Where results go: a directory every Ray node can reach."""
 
     path: str = Field(description="variants/ (Parquet), variants.vcf.gz (+ .tbi), _manifest.json")
     overwrite: bool = Field(False, description="replace results of a different model, VCF or config (else refused)")
     chunk_size: int = Field(4096, description="VCF records per Parquet file; the unit of resuming")
     vcf: bool = Field(True, description="also write the input VCF with the scores as INFO fields (bgzip + tabix)")
-
-    def validate(self) -> None:
-        if not self.path:
-            raise ValueError("output.path is empty")
-        if self.chunk_size < 1:
-            raise ValueError(f"output.chunk_size must be >= 1, got {self.chunk_size}")
 
 
 @section
@@ -102,7 +98,7 @@ class VepJob:
     model: ModelSection
     vcf: VcfSection
     output: VepOutputSection
-    data: DataConfig = Field(default_factory=DataConfig)
+    data: GenomeSection = Field(default_factory=GenomeSection)
     window: VepWindowSection = Field(default_factory=VepWindowSection)
     compute: ComputeSection = Field(default_factory=ComputeSection, description=(
         "batch_size: sequences per call, 4 per variant"))
@@ -111,9 +107,6 @@ class VepJob:
     kind: Literal["vep"] = Field("vep", description="what this file is; `hyena run FILE` runs it as `hyena vep`")
     submission: SubmissionSection = Field(default_factory=SubmissionSection, description=(
         "`hyena submit` settings (runtime_env, entrypoint resources, id, metadata); ignored by `hyena vep`."))
-
-    def validate(self) -> None:
-        check_reference_data(self.data, "variant effects")
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)

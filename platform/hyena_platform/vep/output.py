@@ -29,7 +29,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from hyena_platform.score.chunk_files import MANIFEST_NAME, write_parquet_atomic
+from hyena_platform.result_set import MANIFEST_NAME, finished_parts as _finished, write_parquet_atomic
 
 if TYPE_CHECKING:
     from hyena_platform.vep.plan import VariantChunk, VepPlan
@@ -96,27 +96,7 @@ def write_part(root: str | Path, chunk: VariantChunk, table) -> int:
 
 def finished_parts(root: str | Path, chunks: Iterable[VariantChunk]) -> set[int]:
     """Indices of chunks whose file holds the expected rows; removes leftovers and bad files."""
-    import pyarrow.parquet as pq
-
-    parts = Path(root) / PARTS_DIR
-    if not parts.is_dir():
-        return set()
-    for leftover in parts.glob(".*.parquet.tmp-*"):
-        leftover.unlink(missing_ok=True)
-    done = set()
-    for chunk in chunks:
-        path = part_path(root, chunk)
-        if not path.exists():
-            continue
-        try:
-            rows = pq.read_metadata(path).num_rows
-        except Exception:  # noqa: BLE001 - any unreadable file is simply scored again
-            rows = -1
-        if rows == chunk.rows:
-            done.add(chunk.index)
-        else:
-            path.unlink()
-    return done
+    return _finished((chunk.index, part_path(root, chunk), chunk.rows) for chunk in chunks)
 
 
 def vep_output(root: str | Path):

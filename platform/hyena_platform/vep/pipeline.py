@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from hyena_platform.batch import Progress, check_resources, init_ray, max_rss_mb, record_failure, run_pool
-from hyena_platform.score.chunk_files import check_output, fingerprint, now, write_manifest
+from hyena_platform.outputs import now
+from hyena_platform.result_set import check_output, fingerprint, manifest_header, write_manifest
 from hyena_platform.score.plan import ResolvedModel
 from hyena_platform.vep.config import VepJob
 from hyena_platform.vep.output import (
@@ -62,8 +63,8 @@ def run_vep(job: VepJob, *, source: str = "<job>", overwrite: bool = False, fres
     root = Path(job.output.path).expanduser().resolve()
     out = vep_output(root)
     with out.lock(job=f"hyena vep {source}"):  # two jobs never write one directory
-        previous = check_output(root, plan.identity, overwrite=overwrite or job.output.overwrite,
-                                model_uri=plan.model.resolved_uri, fmt=FORMAT, output=out, command="hyena vep")
+        previous = check_output(out, plan.identity, overwrite=overwrite or job.output.overwrite, fmt=FORMAT,
+                                command="hyena vep", model_uri=plan.model.resolved_uri)
         if fresh and previous is not None:
             clear_output(root)
             previous = None
@@ -133,21 +134,12 @@ def _write(root: Path, manifest: dict[str, Any]) -> Path:
 
 def _manifest(plan: VepPlan, root: Path, previous: dict[str, Any] | None, run: tuple[Any, str] | None) -> dict[str, Any]:
     job = plan.job
-    return {
-        "status": "running",
-        "created": (previous or {}).get("created") or now(),
-        "fingerprint": fingerprint(plan.identity),
-        "identity": plan.identity,
-        "model": plan.model.describe(),
-        "vcf": {"path": plan.vcf, "sha256": plan.vcf_sha256, "records": plan.records, "sorted": plan.sorted},
-        "window": {"flank": plan.flank, "max_allele": job.window.max_allele, "start_token": "[SEP]",
-                   "definition": "hyena_platform.vep.haplotypes (module docstring)"},
-        "chunks": {"total": len(plan.chunks), "chunk_size": job.output.chunk_size},
-        "config": job.to_dict(),
-        "source": plan.source,
-        "mlflow": {"tracking_uri": run[0].uri, "run_id": run[1]} if run else None,
-        "attempts": list((previous or {}).get("attempts", [])),
-    }
+    return manifest_header(
+        plan.identity, plan.model, previous, run, config=job.to_dict(), source=plan.source,
+        vcf={"path": plan.vcf, "sha256": plan.vcf_sha256, "records": plan.records, "sorted": plan.sorted},
+        window={"flank": plan.flank, "max_allele": job.window.max_allele, "start_token": "[SEP]",
+                "definition": "hyena_platform.vep.haplotypes (module docstring)"},
+        chunks={"total": len(plan.chunks), "chunk_size": job.output.chunk_size})
 
 
 def _execute(plan: VepPlan, pending: list[VariantChunk], root: Path, emit: Progress) -> dict[str, float]:
