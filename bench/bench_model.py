@@ -2,6 +2,7 @@
 
     python bench/bench_model.py                          # 1k..256k vs official, MultiMolecule rows
     python bench/bench_model.py --long                   # also 512k and 1M (one run each, fresh processes)
+    python bench/bench_model.py --long-only --long-lengths 262144,524288,1000000 --official-long-max 524288
     python bench/bench_model.py --official PATH          # offline: a local standalone_hyenadna.py
     python bench/bench_model.py --lengths 1024,131072 --repeats 3 --skip-mm
     python bench/bench_model.py --paths                  # also the channel-group measurement
@@ -152,15 +153,16 @@ def _vm_hwm_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def forward_child(length: int, impl: str, official_path: str | None) -> None:
+def forward_child(length: int, impl: str, official_path: str | None, n_layer: int | None = None) -> None:
     """One forward in a fresh process, so that the peak RSS is this forward's alone."""
     torch.set_num_threads(1)
     module = official_module(official_path) if impl == "official" else None
     if module is not None:
-        _, model = large_pair(module)
+        _, model = large_pair(module, n_layer)
     else:
         torch.manual_seed(0)
-        model = HyenaDNAForCausalLM(HyenaConfig.variant("large-1m")).eval().backbone
+        overrides = {} if n_layer is None else {"n_layer": n_layer}
+        model = HyenaDNAForCausalLM(HyenaConfig.variant("large-1m", **overrides)).eval().backbone
     ids = torch.randint(7, 11, (1, length), generator=torch.Generator().manual_seed(length))
     before = _vm_hwm_kib()
     c0, w0 = time.process_time(), time.perf_counter()
@@ -171,33 +173,40 @@ def forward_child(length: int, impl: str, official_path: str | None) -> None:
                       "model_gib": before / 2**20, "finite": bool(torch.isfinite(hidden).all())}))
 
 
-def run_child(length: int, impl: str, official_path: str | None) -> dict:
+def run_child(length: int, impl: str, official_path: str | None, n_layer: int | None = None) -> dict:
     cmd = [sys.executable, __file__, "--forward-child", str(length), "--impl", impl]
     if official_path:
         cmd += ["--official", official_path]
+    if n_layer:
+        cmd += ["--n-layer", str(n_layer)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         return {"error": (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def bench_long(lengths: list[int], official_path: str | None, with_official: bool) -> list[dict]:
+def bench_long(lengths: list[int], official_path: str | None, official_max: int,
+               n_layer: int | None = None) -> list[dict]:
+    """Each length: ours then official (if length <= official_max), each in a fresh process.
+    `n_layer`: build large-1m with this many layers (the layers are identical in shape, so one
+    layer gives the per-layer time ratio and the activation peak at a fraction of the CPU)."""
     rows = []
     for length in lengths:
-        ours = run_child(length, "ours", official_path)
+        with_official = length <= official_max
+        ours = run_child(length, "ours", official_path, n_layer)
         row = {"length": length}
         if "error" in ours:
             row["error"] = f"ours failed: {ours['error']}"
         else:
             row.update(ours_cpu_s=ours["cpu_s"], ours_wall_s=ours["wall_s"], ours_peak_gib=ours["peak_gib"],
-                       max_abs_hidden_diff=None)
+                       ours_model_gib=ours["model_gib"], n_layer=n_layer or 8, max_abs_hidden_diff=None)
             if with_official:
-                off = run_child(length, "official", official_path)
+                off = run_child(length, "official", official_path, n_layer)
                 if "error" in off:
                     print(f"  official at {length:,} failed: {off['error']}")
                 else:
                     row.update(official_cpu_s=off["cpu_s"], official_wall_s=off["wall_s"],
-                               official_peak_gib=off["peak_gib"])
+                               official_peak_gib=off["peak_gib"], official_model_gib=off["model_gib"])
         rows.append(row)
         print_official_row(row)
     return rows
@@ -282,6 +291,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=4)
     parser.add_argument("--long", action="store_true", help=f"also {', '.join(map(str, LONG_LENGTHS))}, fresh processes")
     parser.add_argument("--no-official-long", action="store_true", help="long lengths: ours only (official 1M needs ~21 GB)")
+    parser.add_argument("--long-lengths", help=f"lengths of --long (default {','.join(map(str, LONG_LENGTHS))})")
+    parser.add_argument("--official-long-max", type=int, default=None,
+                        help="--long: run the official code only up to this length (default: all)")
+    parser.add_argument("--long-only", action="store_true", help="only the --long rows (implies --long)")
+    parser.add_argument("--n-layer", type=int, help="--long: large-1m with this many layers (default 8)")
     parser.add_argument("--skip-mm", action="store_true", help="no MultiMolecule rows")
     parser.add_argument("--paths", action="store_true", help="also time channel groups 256/64/32 at lengths >= 32k")
     parser.add_argument("--forward-child", type=int, help=argparse.SUPPRESS)
@@ -289,7 +303,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write every number to this JSON file")
     args = parser.parse_args()
     if args.forward_child:
-        forward_child(args.forward_child, args.impl, args.official)
+        forward_child(args.forward_child, args.impl, args.official, args.n_layer)
         return
     torch.set_num_threads(1)
     official_path = args.official
@@ -299,10 +313,14 @@ def main() -> None:
         official_path = str(fetch_official(None))
     module = official_module(official_path)
     lengths = [int(x) for x in args.lengths.split(",")] if args.lengths else list(SHORT_LENGTHS)
+    if args.long_only:
+        args.long, args.skip_mm, lengths = True, True, []
     print(f"torch {torch.__version__}, 1 thread; official: {official_path}; load average {os.getloadavg()[0]:.0f}")
-    print("\n1. no-grad forward, large-1m geometry, batch 1 (best of alternated runs; ratio = official / ours)")
-    print(f"{'tokens':>10s}  {'official':>9s} {'ours':>9s}  (CPU seconds)")
-    results = {"vs_official": bench_vs_official(module, lengths, args.repeats)}
+    results = {}
+    if lengths:
+        print("\n1. no-grad forward, large-1m geometry, batch 1 (best of alternated runs; ratio = official / ours)")
+        print(f"{'tokens':>10s}  {'official':>9s} {'ours':>9s}  (CPU seconds)")
+        results["vs_official"] = bench_vs_official(module, lengths, args.repeats)
     if args.paths:
         print("\n1b. path selection: channel groups of the no-grad operator (CPU seconds, 2 layers)")
         results["paths"] = bench_paths([n for n in lengths if n >= 65536], max(1, args.repeats // 2))
@@ -317,8 +335,11 @@ def main() -> None:
             print("  multimolecule is not installed: skipped")
         results["vs_multimolecule"] = rows
     if args.long:
-        print("\n3. long context, one run each in a fresh process (CPU seconds, peak RSS)")
-        results["long"] = bench_long(list(LONG_LENGTHS), official_path, not args.no_official_long)
+        print(f"\n3. long context, large-1m with {args.n_layer or 8} layer(s), one run each in a fresh process "
+              "(CPU seconds, peak RSS)")
+        long_lengths = [int(x) for x in args.long_lengths.split(",")] if args.long_lengths else list(LONG_LENGTHS)
+        official_max = 0 if args.no_official_long else (args.official_long_max or max(long_lengths))
+        results["long"] = bench_long(long_lengths, official_path, official_max, args.n_layer)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
 

