@@ -6,6 +6,9 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
+import subprocess
+import sys
+import textwrap
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,6 +22,8 @@ from hyena_platform.data.config import DataConfig
 from hyena_platform.data.chunks import read_chunk
 from hyena_platform.data.genome import ChunkSpec, plan_layout
 from hyena_platform.errors import ConfigError, InputError
+
+from _unprivileged import without_override
 
 REPO = Path(__file__).resolve().parents[1]
 LENGTHS = {"chrI": 2_961_149, "chrII": 1_072_315}
@@ -185,24 +190,31 @@ def test_missing_bgzip_indexes_are_built(bundled_genome, tmp_path):
     assert (tmp_path / "vc.fa.gz.fai").exists() and (tmp_path / "vc.fa.gz.gzi").exists()
 
 
-def test_index_goes_to_the_cache_when_the_fasta_directory_is_not_writable(small_fasta, tmp_path, monkeypatch):
+def test_index_goes_to_the_cache_when_the_fasta_directory_is_not_writable(small_fasta, tmp_path):
+    """In a subprocess that meets the permission bits as any user would, root included
+    (tests/_unprivileged.py), so the read-only directory is really read-only."""
     ro = tmp_path / "readonly"
     ro.mkdir()
     path = ro / "g.fa"
     shutil.copy(small_fasta, path)
     cache = tmp_path / "cache"
+    code = textwrap.dedent(f"""
+        from hyena_platform.data.chunks import read_chunk
+        from hyena_platform.data.config import DataConfig
+        from hyena_platform.data.genome import plan_layout
+        layout = plan_layout(DataConfig(fasta=[{str(path)!r}], index_cache={str(cache)!r}))
+        print(read_chunk(layout.chunk_specs()[0], index_cache={str(cache)!r})["tokens"].size)
+    """)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "platform")])}
     os.chmod(ro, 0o555)
     try:
-        if os.geteuid() == 0:  # root writes anywhere: make the probe see what a user would
-            real = fasta._writable
-            monkeypatch.setattr(fasta, "_writable", lambda d: False if Path(d) == ro else real(d))
-        layout = plan_layout(DataConfig(fasta=[str(path)], index_cache=str(cache)))
-        row = read_chunk(layout.chunk_specs()[0], index_cache=str(cache))
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120,
+                             preexec_fn=without_override)
     finally:
         os.chmod(ro, 0o755)
+    assert run.returncode == 0 and run.stdout.strip() == "5000", run
     assert not (ro / "g.fa.fai").exists()
     assert len(list(cache.rglob("g.fa.fai"))) == 1
-    assert row["tokens"].size == 5000
 
 
 def test_a_rewritten_fasta_is_read_afresh(tmp_path):

@@ -18,6 +18,8 @@ from hyena_platform.outputs import (
     LOCK_NAME, MARKER_NAME, TEMP_TAG, DiskFullError, OutputDir, OutputError, atomic_path, atomic_write, matches,
 )
 
+from _unprivileged import without_override
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -127,12 +129,42 @@ def test_unwritable_and_non_directory_parents_are_one_line(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(OutputError, match="is a file, not a directory|exists and is not a directory"):
         make(tmp_path / "file" / "out").claim()
-    if os.geteuid() != 0:  # root writes anywhere
-        ro = tmp_path / "ro"
-        ro.mkdir()
-        ro.chmod(0o500)
-        with pytest.raises(OutputError, match="cannot write here"):
-            make(ro / "out").claim()
+
+
+def test_a_read_only_parent_is_one_line_for_every_user_root_included(tmp_path):
+    """A directory of mode 0o555: the claim and the CLI's up-front check both refuse in one line.
+    Run as an ordinary user would meet it even under root (tests/_unprivileged.py drops the
+    capability that lets root write anywhere), so the check is exercised, never skipped."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    fasta = tmp_path / "g.fa"
+    fasta.write_text(">a\n" + "ACGT" * 50 + "\n")
+    (tmp_path / "shard.yaml").write_text(f"output: {ro / 'shards'}\ndata: {{fasta: [{fasta}], chunk_size: 64}}\n")
+    code = textwrap.dedent(f"""
+        import subprocess, sys
+        from hyena_platform.outputs import OutputDir, OutputError
+        try:
+            OutputDir({str(ro / 'out')!r}, kind="test-kind").claim()
+        except OutputError as err:
+            print("CLAIM", err)
+    """)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "platform")])}
+    env.pop("RAY_ADDRESS", None)
+    ro.chmod(0o555)
+    try:
+        claim = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120,
+                               preexec_fn=without_override)
+        cli = subprocess.run([sys.executable, "-m", "hyena_platform.cli", "shard", str(tmp_path / "shard.yaml")],
+                             capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path,
+                             preexec_fn=without_override)
+    finally:
+        ro.chmod(0o755)
+    assert claim.stdout.startswith(f"CLAIM {ro / 'out'}: cannot write here (Permission denied)"), claim
+    assert cli.returncode == 2 and "Traceback" not in cli.stderr, cli
+    assert cli.stderr.strip().splitlines() == [
+        f"hyena shard: error: {ro / 'shards'}: cannot create it: {ro} is not writable (read-only?); "
+        "choose a writable output path"], cli.stderr
+    assert os.listdir(ro) == []  # nothing was created
 
 
 def _can_mount_tmpfs() -> bool:

@@ -391,15 +391,22 @@ class OutputLock:
 def _write_error(where: str, err: OSError) -> OutputError:
     """An OSError while writing `where` as one line with the fix."""
     text = str(err)
-    if err.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left" in text or "Disk quota" in text:
+    code = err.errno or _pyarrow_errno(text)  # pyarrow's errors carry the errno in their text only
+    reason = os.strerror(code) if code else (err.strerror or text)
+    if code in (errno.ENOSPC, errno.EDQUOT) or "No space left" in text or "Disk quota" in text:
         return DiskFullError(f"{where}: no space left on the device (or quota exceeded) while writing; "
                              "free some space or choose another output directory, then rerun (it resumes)")
-    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS) or "Permission denied" in text \
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS) or "Permission denied" in text \
             or "Read-only file system" in text:
-        return OutputError(f"{where}: cannot write here ({err.strerror}); choose a writable directory")
-    if err.errno in (errno.ENOTDIR, errno.EEXIST) or "Not a directory" in text:
+        return OutputError(f"{where}: cannot write here ({reason}); choose a writable directory")
+    if code in (errno.ENOTDIR, errno.EEXIST) or "Not a directory" in text:
         return OutputError(f"{where}: a parent of this path is a file, not a directory; choose another path")
-    return OutputError(f"{where}: cannot write ({err.strerror or err})")
+    return OutputError(f"{where}: cannot write ({reason})")
+
+
+def _pyarrow_errno(text: str) -> int | None:
+    found = re.search(r"\[errno (\d+)\]", text)
+    return int(found.group(1)) if found else None
 
 
 def write_error(where: str | Path, err: OSError) -> OutputError:
