@@ -11,7 +11,10 @@ deepTools); N bases (null scores) are left out, so genome browsers show gaps the
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -19,6 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from hyena_platform.errors import HyenaPlatformError
+from hyena_platform.outputs import DiskFullError, atomic_path, write_error
 from hyena_platform.score.chunk_files import BINS_NAME, SCORES_DIR, chunk_path, partition_dir
 from hyena_platform.score.tiling import Chunk, Region
 
@@ -108,7 +112,16 @@ def finalize(root: str | Path, regions: Sequence[Region], chunks: Sequence[Chunk
         s.regions.append((r.start, r.end))
     _check_no_stray_files(root, by_chrom)
     sizes = [(s.name, s.length) for s in stats.values()]
-    writers = {column: _TrackWriter(root, column, track_format, sizes) for column in tracks}
+    if tracks and track_format == "bigwig":
+        check_track_space(root, len(tracks) * sum(c.bases for c in chunks))
+    writers: dict[str, _TrackWriter] = {}
+    try:
+        for column in tracks:
+            writers[column] = _TrackWriter(root, column, track_format, sizes)
+    except OSError as err:
+        for writer in writers.values():
+            writer.close(keep=False)
+        raise write_error(root, err) from None
     bins = _Bins(bin_size) if bin_size else None
     files = 0
     try:
@@ -150,15 +163,34 @@ def finalize(root: str | Path, regions: Sequence[Region], chunks: Sequence[Chunk
                     writer.add(chrom, pos, _floats(table[column]))
             if st.bases != st.expected:
                 raise CoverageError(f"{chrom}: {st.bases:,} positions present, {st.expected:,} expected")
-    except BaseException:
         for writer in writers.values():
-            writer.close(keep=False)
+            writer.close()
+    except BaseException as err:
+        for writer in writers.values():
+            with contextlib.suppress(OSError):  # the first error is the one to report
+                writer.close(keep=False)
+        if isinstance(err, OSError):  # disk full while writing a track: one line, no partial file
+            raise write_error(root, err) from None
         raise
-    for writer in writers.values():
-        writer.close()
     bins_path = bins.write(root / BINS_NAME) if bins is not None else None
     return FinalizeResult(list(stats.values()), {c: w.path for c, w in writers.items()}, bins_path,
                           time.perf_counter() - t0, files)
+
+
+# bigWig bytes per scored base, an upper bound: a fixed-step float per base, zlib-compressed (~no
+# gain on scores), plus the zoom levels and index (measured 4.5 on chrII scores; tests/test_disk_full.py).
+BIGWIG_BYTES_PER_BASE = 6.0
+
+
+def check_track_space(root: Path, bases: int) -> None:
+    """DiskFullError before the bigWig is written unless the filesystem has room for it:
+    libBigWig, on a full disk, retries its writes forever instead of failing."""
+    need = int(bases * BIGWIG_BYTES_PER_BASE) + (1 << 20)
+    usage = shutil.disk_usage(root)
+    if usage.free < need:
+        raise DiskFullError(f"{root}: {usage.free / 1e6:,.1f} MB free, the bigWig track(s) need up to "
+                            f"{need / 1e6:,.1f} MB; free some space (or set output.track_format: bedgraph, or "
+                            "output.track: null), then rerun (it resumes)")
 
 
 def _floats(column) -> np.ndarray:
@@ -232,9 +264,8 @@ class _Bins:
                     cols["perplexity"] = pa.array(ppl, mask=scored == 0)
             tables.append(pa.table(cols))
         table = pa.concat_tables(tables) if tables else pa.table({"chrom": pa.array([], pa.string())})
-        tmp = path.with_name("." + path.name + ".tmp")
-        pq.write_table(table, tmp)
-        tmp.replace(path)
+        with atomic_path(path) as tmp:  # temp name, fsync, rename; ENOSPC is one line, nothing left
+            pq.write_table(table, tmp)
         return path
 
 
@@ -245,6 +276,7 @@ class _TrackWriter:
         self.path = root / f"{column}{TRACK_SUFFIX[fmt]}"
         self.tmp = root / f".{self.path.name}.tmp"
         self.fmt = fmt
+        self.closed = False
         if fmt == "bigwig":
             import pyBigWig
 
@@ -271,12 +303,20 @@ class _TrackWriter:
                                       for p, v in zip(starts.tolist(), vals.tolist())))
 
     def close(self, keep: bool = True) -> None:
-        """Finish the file under its final name, or (`keep` false) remove the partial one."""
-        if self.fmt == "bigwig":
-            self.bw.close()
-        else:
-            self.fh.close()
-        if keep:
-            self.tmp.replace(self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)
+        """Finish the file under its final name, or (`keep` false) remove the partial one (even
+        when closing it fails, as it does on a full disk)."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            if self.fmt == "bigwig":
+                self.bw.close()
+            else:
+                self.fh.close()
+            if keep:
+                with open(self.tmp, "rb") as f:
+                    os.fsync(f.fileno())
+                self.tmp.replace(self.path)
+        finally:
+            if not keep or self.tmp.exists():
+                self.tmp.unlink(missing_ok=True)
