@@ -48,6 +48,16 @@ def check_address(address: str | None, *, key: str = "address") -> None:
 
 @contextlib.contextmanager
 def _loopback_node() -> Iterator[None]:
+    """Ray's private ENABLE_RAY_CLUSTER off for one ray.init, then restored (test_local_ray.py).
+
+    Why a private flag: ray.init(_node_ip_address="127.0.0.1") goes through
+    ray._private.services.resolve_ip_for_localhost, which maps a loopback address to
+    get_node_ip_address(), and that returns 127.0.0.1 only when ray_constants.ENABLE_RAY_CLUSTER is
+    false (ray-project/ray#18730, the macOS/Windows firewall fix); otherwise the outgoing
+    interface's address. Ray's only public switch for it is RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER, an
+    environment variable read once when Ray is imported, which library code may not set (and
+    which every child process would inherit). The flag is read in this process only, during
+    ray.init; the test checks that it and os.environ are as before, even when ray.init fails."""
     from ray._private import ray_constants
 
     before = ray_constants.ENABLE_RAY_CLUSTER

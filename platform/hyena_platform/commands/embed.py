@@ -8,11 +8,9 @@ embedding.pooling: none) and OUT/_manifest.json. Rerunning resumes per chunk.
 from __future__ import annotations
 
 import argparse
-import sys
-from typing import Any
 
 from hyena_platform.commands.common import add_flags, add_job_arguments
-from hyena_platform.progress import format_duration
+from hyena_platform.progress import EmbeddingProgress
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
 
     job = load_job(args.job, args.overrides)
     result = run_embed(job, source=args.job, overwrite=args.overwrite, fresh=args.fresh,
-                       progress=_print_event)
+                       progress=EmbeddingProgress())
     if result.chunks_embedded:
         print(f"embedded {result.sequences:,} sequence(s) in {result.seconds:.1f} s")
     else:
@@ -40,14 +38,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"MLflow run {result.run_id}")
     return 0
 
-
-def _print_event(event: dict[str, Any]) -> None:
-    if event["event"] == "start":
-        print(f"embedding {event['sequences']:,} sequence(s) ({event['input']}) with {event['model']} in "
-              f"{event['chunks']} chunk(s) -> {event['output']}")
-        if event["pending"] < event["chunks"]:
-            print(f"resuming: {event['chunks'] - event['pending']} chunk(s) already written")
-    elif event["event"] == "chunk":
-        print(f"[{event['done']}/{event['total']} chunks] part {event['index']}: {event['rows']:,} rows  "
-              f"elapsed {format_duration(event['elapsed_s'])}")
-    sys.stdout.flush()

@@ -8,12 +8,9 @@ output directory holding results of another model, VCF or config is refused unle
 from __future__ import annotations
 
 import argparse
-import sys
-import time
-from typing import Any
 
 from hyena_platform.commands.common import add_job_arguments
-from hyena_platform.progress import format_duration
+from hyena_platform.progress import VariantProgress
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
 
     job = load_job(args.job, args.overrides)
     result = run_vep(job, source=args.job, overwrite=args.overwrite, fresh=args.fresh,
-                     progress=None if args.ray_progress else ProgressPrinter(),
+                     progress=None if args.ray_progress else VariantProgress(),
                      ray_logs=args.ray_logs, ray_progress=args.ray_progress)
     skipped = ", ".join(f"{k} {v}" for k, v in sorted(result.reasons.items())) or "none"
     print(f"\n{result.records:,} records, {result.rows:,} ALT alleles: {result.scored:,} scored, skipped: {skipped}")
@@ -54,30 +51,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"MLflow run {result.run_id} in {result.tracking_uri}")
     return 0
 
-
-class ProgressPrinter:
-    """One line per event, chunk lines at most every `every_s` seconds (and the last one)."""
-
-    def __init__(self, stream=None, every_s: float = 5.0):
-        self.stream, self.every_s, self.last = stream, every_s, float("-inf")
-
-    def __call__(self, event: dict[str, Any]) -> None:
-        out = self.stream or sys.stdout
-        kind = event.get("event")
-        if kind == "start":
-            skipped = event["chunks"] - event["pending"]
-            print(f"scoring {event['rows']:,} ALT alleles of {event['records']:,} VCF records with {event['model']} "
-                  f"(flank {event['flank']:,} bases each side) in {event['chunks']} chunk(s) -> {event['output']}",
-                  file=out)
-            if skipped and event["pending"]:
-                print(f"resuming: {skipped} chunk(s) already written, {event['pending']} to go", file=out)
-        elif kind == "chunk":
-            now = time.monotonic()
-            if now - self.last < self.every_s and event["done"] < event["total"]:
-                return
-            self.last = now
-            print(f"[{event['done']}/{event['total']} chunks] {event['rows']:,} variants  "
-                  f"{event['variants_per_s']:,.0f} variants/s  ETA {format_duration(event.get('eta_s'))}", file=out)
-        elif kind == "finalize" and event.get("vcf"):
-            print("writing the annotated VCF (bgzip + tabix)", file=out)
-        out.flush()

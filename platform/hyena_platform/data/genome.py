@@ -14,7 +14,7 @@ import fnmatch
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 from hyena_platform.data.config import SPLITS, DataConfig
 from hyena_platform.data.fasta import open_fasta
@@ -261,43 +261,66 @@ def bed_lines(path: Path) -> Iterator[tuple[int, list[str], str]]:
             yield lineno, (text.split("\t") if "\t" in text else text.split()), text
 
 
+class BedInterval(NamedTuple):
+    where: str  # "path:line", for errors about the line
+    line: int
+    chrom: str
+    start: int
+    end: int
+    cols: list[str]  # every column; the caller reads its own beyond the first three
+
+
+def bed_intervals(path: str | Path, *, columns: str, need: int = 3, lengths: Mapping[str, int] | None = None,
+                  noun: str = "interval", label: str = "") -> list[BedInterval]:
+    """The data lines of a BED file as intervals, each checked, for every reader of BED files.
+
+    `columns` names the expected columns in errors ("chrom, start, end, split"), `need` is how many
+    a line must have; start and end must be integers; with `lengths` (record -> length) the
+    chromosome must be a FASTA record and 0 <= start < end <= its length. Errors name the line
+    (path:line) and the fix; a missing file, or one without a data line, is an error too
+    (`label`, e.g. "target.bed ", names the key that gave the path)."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{label}{path}: BED file not found")
+    out = []
+    for lineno, cols, text in bed_lines(p):
+        where = f"{path}:{lineno}"
+        if len(cols) < need:
+            raise InputError(f"{where}: expected {need} columns {columns}; got {len(cols)}: {text[:80]!r}")
+        chrom, start_s, end_s = (c.strip() for c in cols[:3])
+        try:
+            start, end = int(start_s), int(end_s)
+        except ValueError:  # only track/browser/# lines are headers (skipped by bed_lines)
+            raise InputError(f"{where}: start and end must be integers, got {start_s!r} {end_s!r}") from None
+        if lengths is not None:
+            if chrom not in lengths:
+                raise InputError(f"{where}: chromosome {chrom!r} is not in the FASTA; records: "
+                                 f"{few_names(list(lengths))}")
+            if not 0 <= start < end <= lengths[chrom]:
+                raise InputError(f"{where}: {noun} {chrom}:{start}-{end} is outside {chrom} or empty; give "
+                                 f"0 <= start < end <= {lengths[chrom]:,} (BED is 0-based, end-exclusive)")
+        out.append(BedInterval(where, lineno, chrom, start, end, cols))
+    if not out:
+        raise InputError(f"{label}{path}: BED file has no {noun}")
+    return out
+
+
 def read_bed(path: str, *, all_records: Sequence[Record], selected: Sequence[Record]) -> list[Segment]:
     """Intervals `chrom start end split` (tab or space separated, extra columns ignored).
 
     Only lines starting with '#', 'track' or 'browser' are headers; any other line that does not
-    parse is an error naming it (a typo on line 1 is not silently taken for a header). Intervals on records removed by include/exclude/min_length are dropped; a split that
-    had intervals and loses all of them that way is an error.
+    parse is an error naming it (a typo on line 1 is not silently taken for a header). Intervals
+    on records removed by include/exclude/min_length are dropped; a split that had intervals and
+    loses all of them that way is an error.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{path}: BED file not found")
-    lengths = {r.name: r.length for r in all_records}
     chosen = {r.name for r in selected}
     rows: list[tuple[str, int, int, str, int]] = []
-    for lineno, cols, text in bed_lines(p):
-        if len(cols) < 4:
-            raise InputError(f"{path}:{lineno}: expected 4 columns chrom, start, end, split; "
-                             f"got {len(cols)}: {text[:80]!r}")
-        chrom, start_s, end_s, split = (c.strip() for c in cols[:4])
-        try:
-            start, end = int(start_s), int(end_s)
-        except ValueError:
-            raise InputError(f"{path}:{lineno}: start and end must be integers, "
-                             f"got {start_s!r} {end_s!r}") from None
-        if chrom not in lengths:
-            raise InputError(f"{path}:{lineno}: chromosome {chrom!r} is not in the FASTA; "
-                             f"records: {few_names(list(lengths))}")
-        if start < 0 or end <= start:
-            raise InputError(f"{path}:{lineno}: interval {chrom}:{start}-{end} must have "
-                             f"0 <= start < end")
-        if end > lengths[chrom]:
-            raise InputError(f"{path}:{lineno}: interval {chrom}:{start}-{end} ends past the "
-                             f"end of {chrom} ({lengths[chrom]:,} bp)")
+    for iv in bed_intervals(path, columns="chrom, start, end, split", need=4,
+                            lengths={r.name: r.length for r in all_records}):
+        split = iv.cols[3].strip()
         if split not in SPLITS:
-            raise InputError(f"{path}:{lineno}: split {split!r} must be one of {', '.join(SPLITS)}")
-        rows.append((chrom, start, end, split, lineno))
-    if not rows:
-        raise InputError(f"{path}: BED file has no interval")
+            raise InputError(f"{iv.where}: split {split!r} must be one of {', '.join(SPLITS)}")
+        rows.append((iv.chrom, iv.start, iv.end, split, iv.line))
     overlap = first_overlap(rows, all_records)
     if overlap:
         prev, cur = overlap

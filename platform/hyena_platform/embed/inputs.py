@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from hyena.tokenizer import TokenizerError, as_bytes_array, encode_bytes
-from hyena_platform.data.genome import Record, bed_lines, bundled_genome_path, read_records, select_records
+from hyena_platform.data.genome import Record, bed_intervals, bundled_genome_path, read_records, select_records
 from hyena_platform.embed.config import EmbeddingSection, InputSection
 from hyena_platform.errors import ConfigError, InputError
 
@@ -99,32 +99,14 @@ def items_digest(items: Iterable[Item]) -> str:
 
 def read_bed_items(path: str, records: list[Record]) -> list[Item]:
     """BED regions: chrom, start, end[, name]; the name (or chrom:start-end) is the id."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"input.bed {path}: file not found")
     by_name = {r.name: r for r in records}
     items: list[Item] = []
     seen: dict[str, int] = {}
-    for lineno, cols, text in bed_lines(p):
-        if len(cols) < 3:
-            raise InputError(f"{path}:{lineno}: expected columns chrom, start, end[, name]; got {text[:80]!r}")
-        try:
-            start, end = int(cols[1]), int(cols[2])
-        except ValueError:
-            if lineno == 1:
-                continue  # a header line
-            raise InputError(f"{path}:{lineno}: start and end must be integers, got {cols[1]!r} {cols[2]!r}") from None
-        chrom = cols[0]
-        record = by_name.get(chrom)
-        if record is None:
-            raise InputError(f"{path}:{lineno}: chromosome {chrom!r} is not in the FASTA "
-                             f"({', '.join(list(by_name)[:6])})")
-        if not 0 <= start < end <= record.length:
-            raise InputError(f"{path}:{lineno}: region {chrom}:{start}-{end} is empty or outside {chrom} "
-                             f"(0-{record.length}); give 0 <= start < end <= {record.length} (0-based, end-exclusive)")
-        item_id = cols[3] if len(cols) > 3 and cols[3] else f"{chrom}:{start}-{end}"
-        _unique(item_id, seen, f"{path}:{lineno}", "name")
-        items.append(Item(item_id, end - start, chrom, start, end, record.source))
+    for iv in bed_intervals(path, columns="chrom, start, end[, name]", noun="region", label="input.bed ",
+                            lengths={r.name: r.length for r in records}):
+        item_id = iv.cols[3] if len(iv.cols) > 3 and iv.cols[3] else f"{iv.chrom}:{iv.start}-{iv.end}"
+        _unique(item_id, seen, iv.where, "name")
+        items.append(Item(item_id, iv.end - iv.start, iv.chrom, iv.start, iv.end, by_name[iv.chrom].source))
     return items
 
 

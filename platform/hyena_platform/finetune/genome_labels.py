@@ -1,7 +1,7 @@
 """Per-base labels over a genome: FASTA + a BED of labelled intervals -> windows for token tasks.
 
 BED columns: ``chrom start end name [score strand]`` (0-based, half-open; blank, comment,
-`track` and `browser` lines skipped by the data layer's `bed_lines`). Every base outside all
+`track` and `browser` lines skipped by the data layer's `bed_intervals`). Every base outside all
 intervals has the background class; a base inside an interval takes the interval's class (the
 name, or name + strand with ``strand_labels``); where intervals overlap, the later BED line wins.
 Chromosomes are tiled into windows of ``window`` bases (the last one of a chromosome shorter);
@@ -10,12 +10,10 @@ splits are by chromosome, and a missing valid split is carved from train windows
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from hyena_platform.data.fasta import fasta_reader
-from hyena_platform.data.genome import Record, bed_lines, read_records
+from hyena_platform.data.genome import Record, bed_intervals, read_records
 from hyena_platform.errors import InputError
 from hyena_platform.finetune.examples import Split, TaskData, ensure_valid, hash_files
 from hyena_platform.finetune.data_config import FinetuneDataConfig
@@ -46,34 +44,17 @@ def load_fasta_bed(cfg: FinetuneDataConfig, *, problem_type: str) -> TaskData:
 
 def read_label_bed(path: str, records: dict[str, Record], *, strand_labels: bool) -> dict[str, list[tuple[int, int, str]]]:
     """chrom -> [(start, end, class name)] in file order; errors name the line and the fix."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{path}: BED file not found")
+    columns = "chrom, start, end, name, score, strand" if strand_labels else "chrom, start, end, name"
     out: dict[str, list[tuple[int, int, str]]] = {}
-    for lineno, cols, text in bed_lines(p):
-        where = f"{path}:{lineno}"
-        if len(cols) < 4 or (strand_labels and len(cols) < 6):
-            need = "chrom, start, end, name, score, strand" if strand_labels else "chrom, start, end, name"
-            raise InputError(f"{where}: expected the columns {need}; got {len(cols)}: {text[:80]!r}")
-        chrom, start_s, end_s, name = (c.strip() for c in cols[:4])
-        try:
-            start, end = int(start_s), int(end_s)
-        except ValueError:
-            raise InputError(f"{where}: start and end must be integers, got {start_s!r} {end_s!r}") from None
-        if chrom not in records:
-            raise InputError(f"{where}: chromosome {chrom!r} is not in the FASTA; records: {', '.join(records)}")
-        length = records[chrom].length
-        if start < 0 or end <= start or end > length:
-            raise InputError(f"{where}: interval {chrom}:{start}-{end} is outside {chrom} (0-{length:,}) or empty; "
-                             "BED is 0-based, half-open: 0 <= start < end <= chromosome length")
+    for iv in bed_intervals(path, columns=columns, need=6 if strand_labels else 4,
+                            lengths={name: r.length for name, r in records.items()}):
+        name = iv.cols[3].strip()
         if strand_labels:
-            strand = cols[5].strip()
+            strand = iv.cols[5].strip()
             if strand not in ("+", "-"):
-                raise InputError(f"{where}: strand {strand!r} must be + or - (data.strand_labels is on)")
+                raise InputError(f"{iv.where}: strand {strand!r} must be + or - (data.strand_labels is on)")
             name += strand
-        out.setdefault(chrom, []).append((start, end, name))
-    if not out:
-        raise InputError(f"{path}: BED file has no interval")
+        out.setdefault(iv.chrom, []).append((iv.start, iv.end, name))
     return out
 
 

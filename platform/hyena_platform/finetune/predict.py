@@ -135,28 +135,10 @@ def read_inputs(cfg: PredictInputSection) -> tuple[list[str], list[np.ndarray], 
 
 
 def _bed_regions(path: str, records: dict) -> list[tuple[str, int, int]]:
-    from hyena_platform.data.genome import bed_lines
+    from hyena_platform.data.genome import bed_intervals
 
-    if not Path(path).is_file():
-        raise InputError(f"{path}: BED file not found")
-    out = []
-    for lineno, cols, text in bed_lines(Path(path)):
-        if len(cols) < 3:
-            raise InputError(f"{path}:{lineno}: expected chrom, start, end; got {text[:80]!r}")
-        chrom = cols[0].strip()
-        try:
-            start, end = int(cols[1]), int(cols[2])
-        except ValueError:
-            raise InputError(f"{path}:{lineno}: start and end must be integers") from None
-        if chrom not in records:
-            raise InputError(f"{path}:{lineno}: chromosome {chrom!r} is not in the FASTA")
-        if not 0 <= start < end <= records[chrom].length:
-            raise InputError(f"{path}:{lineno}: region {chrom}:{start}-{end} is outside {chrom} "
-                             f"(0-{records[chrom].length:,}) or empty")
-        out.append((chrom, start, end))
-    if not out:
-        raise InputError(f"{path}: BED file has no region")
-    return out
+    return [(iv.chrom, iv.start, iv.end) for iv in bed_intervals(
+        path, columns="chrom, start, end", noun="region", lengths={name: r.length for name, r in records.items()})]
 
 
 # --------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from typing import Any
 from hyena_platform.data.config import GenomeSection
 from hyena_platform.data.fasta import content_digest
 from hyena_platform.data.genome import (
-    Record, bed_lines, bundled_genome_path, few_names, first_overlap, read_records, select_records,
+    Record, bed_intervals, bundled_genome_path, few_names, first_overlap, read_records, select_records,
 )
 from hyena_platform.errors import ConfigError, HyenaPlatformError, InputError
 from hyena_platform.score.config import ScoreJob, TargetSection
@@ -196,22 +196,10 @@ def parse_region(text: str, records: dict[str, Record]) -> tuple[str, int, int |
 
 
 def read_bed_regions(path: str) -> list[tuple[str, int, int, str]]:
-    """BED intervals (chrom, start, end; extra columns ignored); track/browser/# lines skipped."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"target.bed {path}: file not found")
-    rows = []
-    for lineno, cols, text in bed_lines(p):
-        if len(cols) < 3:
-            raise InputError(f"{path}:{lineno}: expected at least 3 columns chrom, start, end; got {text[:80]!r}")
-        try:
-            start, end = int(cols[1]), int(cols[2])
-        except ValueError:  # only track/browser/# lines are headers (skipped by bed_lines)
-            raise InputError(f"{path}:{lineno}: start and end must be integers, got {cols[1]!r} {cols[2]!r}") from None
-        rows.append((cols[0], start, end, f"{path}:{lineno}"))
-    if not rows:
-        raise InputError(f"target.bed {path}: no interval in the file")
-    return rows
+    """BED intervals (chrom, start, end; extra columns ignored); track/browser/# lines skipped.
+    Records and bounds are checked with the genome's selection (resolve_targets)."""
+    return [(iv.chrom, iv.start, iv.end, iv.where)
+            for iv in bed_intervals(path, columns="chrom, start, end", label="target.bed ")]
 
 
 # ------------------------------------------------------------------------------------------
