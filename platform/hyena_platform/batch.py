@@ -107,3 +107,19 @@ def max_rss_mb() -> float:
 
 
 Progress = Callable[[dict[str, Any]], None]
+
+
+def table_to_bytes(table) -> bytes:
+    """Arrow IPC stream bytes: a chunk's table travels between driver, replica and writer as one value."""
+    import pyarrow as pa
+
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def table_from_bytes(blob: Any):
+    import pyarrow as pa
+
+    return pa.ipc.open_stream(pa.py_buffer(blob)).read_all()

@@ -30,9 +30,6 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "upgrade-model": ("hyena_platform.commands.upgrade_model", "register a version from before MLflow Models again as an MLflow Model"),
 }
 
-# Commands that import neither MLflow nor Ray (quiet_libraries would import both for nothing).
-PLAIN_COMMANDS = {"info"}
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hyena", description=__doc__.splitlines()[0])
@@ -52,8 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     run: Callable[[argparse.Namespace], int] = args._run
     try:
-        if args.command not in PLAIN_COMMANDS:
-            quiet_libraries()  # library INFO lines off the terminal: it shows our progress and results
+        quiet_libraries()  # library INFO lines off the terminal (as each is first used): our progress shows
         return int(run(args) or 0)
     except HyenaPlatformError as err:
         print(f"hyena {args.command}: error: {err}", file=sys.stderr)

@@ -109,6 +109,8 @@ def default_artifact_location(uri: str) -> str | None:
 def client(uri: str) -> "MlflowClient":
     from mlflow import MlflowClient
 
+    if _QUIET_LOGS_REQUESTED:  # the first use of MLflow by a `hyena` command (terminal.quiet_libraries)
+        quiet_logs()
     if uri.startswith(("http://", "https://")) and uri not in _REACHABLE:
         check_server(uri)
         _REACHABLE.add(uri)
@@ -342,6 +344,16 @@ def save_mlflow_model(checkpoint: str | Path, dst: str | Path, *, card: "ModelCa
 # MLflow logs "Creating initial MLflow database tables..." and "Updating database tables" at INFO
 # on every new SQLite store, alembic its schema migrations.
 LIBRARY_LOG_LEVELS = {"mlflow": logging.WARNING, "alembic": logging.WARNING}
+
+
+_QUIET_LOGS_REQUESTED = False
+
+
+def request_quiet_logs() -> None:
+    """quiet_logs() when this process first opens an MLflow store (tracking.client), not now:
+    a command that stops on a config error never imports MLflow."""
+    global _QUIET_LOGS_REQUESTED
+    _QUIET_LOGS_REQUESTED = True
 
 
 def quiet_logs() -> None:

@@ -11,16 +11,16 @@ of float32 (or float16) of d_model x len(layers). Per base (pooling none): ``id`
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 
 from hyena.embedding import embed
+from hyena import tokenizer
 from hyena.tokenizer import Tokenizer
 from hyena_platform.embed.inputs import Item, windows
 
-BASES = np.array(["A", "C", "G", "T", "N"])
+BASES = np.array(list(tokenizer.BASES))  # the ref column's dictionary: index = token id - tokenizer.A
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def per_base_table(items: list[Item], tokens: list[np.ndarray], vectors: list[to
 
     n = [i.length for i in items]
     pos = np.concatenate([np.arange(i.start or 0, (i.start or 0) + i.length, dtype=np.int64) for i in items])
-    ref = np.concatenate(tokens).astype(np.int8) - 7
+    ref = np.concatenate(tokens).astype(np.int8) - tokenizer.A
     return pa.table({
         "id": pa.DictionaryArray.from_arrays(pa.array(np.repeat(np.arange(len(items), dtype=np.int32), n)),
                                              pa.array([i.id for i in items], pa.string())),
@@ -104,19 +104,3 @@ def per_base_table(items: list[Item], tokens: list[np.ndarray], vectors: list[to
         "ref": pa.DictionaryArray.from_arrays(pa.array(ref), pa.array(BASES)),
         "embedding": _embedding_array(torch.cat(vectors).numpy(), s.dtype),
     })
-
-
-def table_to_bytes(table) -> bytes:
-    """Arrow IPC stream bytes: a chunk's table travels from replica to writer as one value."""
-    import pyarrow as pa
-
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()
-
-
-def table_from_bytes(blob: Any):
-    import pyarrow as pa
-
-    return pa.ipc.open_stream(pa.py_buffer(blob)).read_all()

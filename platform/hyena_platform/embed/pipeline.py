@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hyena_platform.batch import Progress, check_resources, init_ray, max_rss_mb, record_failure, run_pool
+from hyena_platform.batch import (
+    Progress, check_resources, init_ray, max_rss_mb, record_failure, run_pool, table_from_bytes, table_to_bytes,
+)
 from hyena_platform.data.fasta import content_digest
 from hyena_platform.embed.config import EmbedJob
 from hyena_platform.embed.embedder import EmbedSettings
@@ -222,7 +224,7 @@ class EmbedReplica:
     def __call__(self, batch):
         import pyarrow as pa
 
-        from hyena_platform.embed.embedder import embed_items, item_tokens, table_to_bytes
+        from hyena_platform.embed.embedder import embed_items, item_tokens
 
         out = []
         for row in batch.to_pylist():
@@ -247,7 +249,6 @@ class EmbedWriter:
     def __call__(self, batch):
         import pyarrow as pa
 
-        from hyena_platform.embed.embedder import table_from_bytes
 
         out = []
         for row in batch.to_pylist():

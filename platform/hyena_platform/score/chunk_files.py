@@ -29,6 +29,7 @@ from urllib.parse import quote
 
 import numpy as np
 
+from hyena import tokenizer
 from hyena_platform import result_set
 from hyena_platform.result_set import MANIFEST_NAME, finished_parts, write_parquet_atomic
 from hyena_platform.score.tiling import Chunk
@@ -37,7 +38,7 @@ SCORES_DIR = "scores"
 BINS_NAME = "bins.parquet"
 FORMAT = "hyena-scores"
 FORMAT_VERSION = 1
-BASES = np.array(["A", "C", "G", "T", "N"])  # ref dictionary: token id - 7
+BASES = np.array(list(tokenizer.BASES))  # the ref column's dictionary: index = token id - tokenizer.A
 PROB_NAMES = ("p_a", "p_c", "p_g", "p_t")
 
 
@@ -121,7 +122,7 @@ def chunk_table(chunk: Chunk, ref: np.ndarray, columns: dict[str, np.ndarray], n
     mask = is_n if is_n.any() else None
     arrays = {
         "pos": pa.array(np.arange(chunk.start, chunk.end, dtype=np.int64)),
-        "ref": pa.DictionaryArray.from_arrays(pa.array(ref.astype(np.int8) - 7), pa.array(BASES)),
+        "ref": pa.DictionaryArray.from_arrays(pa.array(ref.astype(np.int8) - tokenizer.A), pa.array(BASES)),
     }
     flat: dict[str, np.ndarray] = {}
     for key, value in columns.items():

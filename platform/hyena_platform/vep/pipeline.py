@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hyena_platform.batch import Progress, check_resources, init_ray, max_rss_mb, record_failure, run_pool
+from hyena_platform.batch import (
+    Progress, check_resources, init_ray, max_rss_mb, record_failure, run_pool, table_from_bytes, table_to_bytes,
+)
 from hyena_platform.outputs import now
 from hyena_platform.result_set import check_output, fingerprint, manifest_header, write_manifest
 from hyena_platform.score.plan import ResolvedModel
@@ -146,7 +148,7 @@ def _execute(plan: VepPlan, pending: list[VariantChunk], root: Path, emit: Progr
     from hyena_platform.score.scorer import model_payload
 
     c = plan.job.compute
-    items = [{"index": ch.index, "rows": ch.rows, "records": _ipc(ch.table)} for ch in pending]
+    items = [{"index": ch.index, "rows": ch.rows, "records": table_to_bytes(ch.table)} for ch in pending]
     replica_kwargs = {"payload": model_payload(plan.model.model), "flank": plan.flank,
                       "max_allele": plan.job.window.max_allele, "batch_size": c.batch_size, "device": c.device,
                       "threads": c.torch_threads, "precision": c.precision, "fasta": plan.fasta,
@@ -171,21 +173,6 @@ def _execute(plan: VepPlan, pending: list[VariantChunk], root: Path, emit: Progr
     return sums
 
 
-def _ipc(table) -> bytes:
-    import pyarrow as pa
-
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()
-
-
-def _from_ipc(blob: bytes):
-    import pyarrow as pa
-
-    return pa.ipc.open_stream(pa.py_buffer(blob)).read_all()
-
-
 class VepReplica:
     """Actor: a chunk of records -> its result rows, packed as Arrow IPC (one model replica)."""
 
@@ -207,11 +194,11 @@ class VepReplica:
         out = []
         for item in batch.to_pylist():
             t0 = time.perf_counter()
-            records = table_records(_from_ipc(item["records"]))
+            records = table_records(table_from_bytes(item["records"]))
             rows, model_s = self.scorer.score_records(records, self.fetch, self.lengths)
             table = rows_table(rows, self.info)
             assert table.num_rows == item["rows"], (item["index"], table.num_rows, item["rows"])
-            out.append({"index": item["index"], "rows": item["rows"], "result": _ipc(table),
+            out.append({"index": item["index"], "rows": item["rows"], "result": table_to_bytes(table),
                         "read_s": time.perf_counter() - t0 - model_s, "model_s": model_s,
                         "pid": os.getpid(), "max_rss_mb": max_rss_mb()})
         return pa.Table.from_pylist(out)
@@ -233,7 +220,7 @@ class PartWriter:
         for item in batch.to_pylist():
             t0 = time.perf_counter()
             chunk = VariantChunk(item["index"], 0, 0, item["rows"], None)
-            size = write_part(self.root, chunk, _from_ipc(item.pop("result")))
+            size = write_part(self.root, chunk, table_from_bytes(item.pop("result")))
             out.append({**item, "bytes": size, "write_s": time.perf_counter() - t0})
         return pa.Table.from_pylist(out)
 
