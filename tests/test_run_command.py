@@ -46,7 +46,7 @@ def test_a_file_with_an_unknown_kind_is_one_line(tmp_path):
     proc = _run_cli("run", str(job))
     assert proc.returncode == 2
     assert proc.stderr.strip() == (f"hyena run: error: {job}: kind must be one of pretrain, score, shard, finetune, "
-                                   "predict, vep, embed, got 'pretrian'")
+                                   "predict, vep, embed, sweep, got 'pretrian'")
 
 
 def test_the_kind_key_is_checked_by_the_job_loader_too(tmp_path):

@@ -21,24 +21,21 @@ from typing import Any, Callable
 
 from hyena_platform.config import from_mapping
 from hyena_platform.progress import ScoringProgress, TrainingProgress
+from hyena_platform.train.recipe import laptop_recipe
 
 MODEL_NAME = "hyena-demo"
 ALIAS = "candidate"
 TRACK_REGION = ("chrII", 300_000, 305_000)  # 5 kb shown in the track picture
 
-# The demo's pretraining job; `quick` (tests) shrinks the step counts only.
+# The demo's pretraining job: the laptop recipe (hyena_platform.train.recipe, the same as
+# jobs/pretrain_local.yaml) on chrI, held out chrII. `quick` (tests) shrinks the model and steps.
 PRETRAIN: dict[str, Any] = {
-    "model": {"variant": "tiny-1k", "overrides": {"d_model": 64, "d_inner": 256}},
-    "data": {"valid_chroms": ["chrII"]},
-    "train": {
-        "steps": 240, "global_batch": 16, "micro_batch": 4, "start_length": 64, "target_length": 1024,
-        "warmup_stage_steps": 40, "log_every": 10, "val_windows": 32, "lr": 1e-3,
-        "baseline_orders": [1, 3, 5, 7],
-    },
-    "scaling": {"num_workers": 2, "cpus_per_worker": 0.5, "threads_per_worker": 1},
-    "checkpoint": {"every_steps": 40, "keep": 2, "name": "hyena-demo"},
+    **laptop_recipe(),
+    "checkpoint": {"every_steps": 100, "keep": 2, "name": "hyena-demo"},
     "tracking": {"experiment": "hyena-demo", "register_as": MODEL_NAME, "alias": ALIAS},
 }
+PRETRAIN["data"]["valid_chroms"] = ["chrII"]
+QUICK_MODEL = {"variant": "tiny-1k", "overrides": {"d_model": 64, "d_inner": 256}}
 QUICK_TRAIN = {"steps": 25, "warmup_stage_steps": 4, "log_every": 4, "val_windows": 8, "global_batch": 8,
                "micro_batch": 2, "baseline_orders": [1, 3]}
 
@@ -106,6 +103,7 @@ def build_jobs(workdir: Path, *, quick: bool = False):
     pre["checkpoint"]["storage_path"] = str(workdir / "runs")
     pre["tracking"]["uri"] = uri
     if quick:
+        pre["model"] = copy.deepcopy(QUICK_MODEL)
         pre["train"].update(QUICK_TRAIN)
         pre["checkpoint"]["every_steps"] = 8
     score = copy.deepcopy(SCORE)

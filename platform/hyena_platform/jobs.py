@@ -1,6 +1,6 @@
 """Job kinds: what a job file is (its ``kind:``), how it is loaded and which command runs it.
 
-Every job file starts with ``kind: pretrain | finetune | predict | score | vep | embed | shard``; `hyena run JOB.yaml` reads
+Every job file starts with ``kind: pretrain | sweep | finetune | predict | score | vep | embed | shard``; `hyena run JOB.yaml` reads
 it and runs the kind's command (`hyena pretrain`, `hyena score`, ...: those stay as aliases).
 A new kind is one line in `KINDS` plus its modules: the job dataclass (with a
 ``kind: Literal["NAME"]`` field), a loader ``(path, overrides) -> job`` that makes every check
@@ -47,6 +47,8 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
          "zero-shot variant effects of a VCF on Ray: log P(alt) - log P(ref), resumable"),
     Kind("embed", "hyena_platform.embed.config:load_job", ("--fresh", "--overwrite"),
          "embed FASTA records, BED regions or a table of sequences on Ray: Parquet, resumable"),
+    Kind("sweep", "hyena_platform.train.sweep:load_sweep", ("--fresh",),
+         "a pretraining sweep (grid or list of --set overrides): every trial a tracked run, ranked vs k-mer baselines"),
 )}
 
 

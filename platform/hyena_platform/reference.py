@@ -30,10 +30,12 @@ def _jobs() -> list[tuple[str, type]]:
     from hyena_platform.finetune.predict import PredictJob
     from hyena_platform.score.config import ScoreJob
     from hyena_platform.train.config import PretrainJob
+    from hyena_platform.train.sweep import SweepJob
     from hyena_platform.vep.config import VepJob
 
     return [("shard (`hyena shard`, jobs/shard.yaml)", ShardJob),
             ("pretrain (`hyena pretrain`, jobs/pretrain*.yaml)", PretrainJob),
+            ("sweep (`hyena sweep`, jobs/sweep*.yaml)", SweepJob),
             ("finetune (`hyena finetune`, jobs/finetune*.yaml)", FinetuneJob),
             ("predict (`hyena predict`)", PredictJob),
             ("score (`hyena score`, jobs/score*.yaml)", ScoreJob),

@@ -307,6 +307,11 @@ def register_model_dir(
     return int(version.version)
 
 
+def set_alias(cfg: TrackingConfig, name: str, alias: str, version: int) -> None:
+    """Point `alias` of registered model `name` at `version` (moved if it pointed elsewhere)."""
+    client(cfg.uri).set_registered_model_alias(name, alias, str(version))
+
+
 def save_mlflow_model(checkpoint: str | Path, dst: str | Path, *, card: "ModelCard | None" = None,
                       model_uri: str = "models:/NAME@ALIAS", tags: Mapping[str, Any] = (),
                       description: str | None = None) -> tuple[str, "ModelCard"]:
