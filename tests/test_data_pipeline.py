@@ -215,10 +215,9 @@ def test_bad_character_is_one_clear_error_and_leaves_no_shards(ray_cluster, bad_
 
 def test_input_errors_come_before_any_work(ray_cluster, tmp_path):
     gz = tmp_path / "g.fa.gz"
-    with gzip.open(gz, "wt") as f:
-        f.write(">chr1\nACGT\n")
+    gz.write_bytes(gzip.compress(b">chr1\n" + b"ACGT" * 10_000 + b"\n")[:200])  # cut short
     for cfg, message in [
-        (DataConfig(fasta=[str(gz)]), "not with bgzip"),
+        (DataConfig(fasta=[str(gz)], index_cache=str(tmp_path / "cache")), "truncated or corrupt gzip file"),
         (DataConfig(fasta=[str(tmp_path / "nope.fa")]), "FASTA file not found"),
         (DataConfig(valid_chroms=["chrIII"]), "matches no FASTA record"),
     ]:

@@ -129,17 +129,19 @@ def test_output_under_a_file_is_one_line_before_any_work(tmp_path, capsys):
     # A read-only parent: tests/test_outputs.py (a subprocess that meets the permission bits, root included).
 
 
-def test_plain_gzip_advice_never_overwrites_the_input(tmp_path):
+def test_plain_gzip_is_scored_without_touching_the_input(tmp_path):
+    """Once, the error's advice was `gunzip -c X.gz | bgzip > X.gz` (truncating the genome);
+    now plain gzip is read through a bgzip copy in the cache (hyena_platform.data.gzip_fasta)."""
     gz = tmp_path / "g.fa.gz"
     with gzip.open(gz, "wt") as f:
         f.write(">chr1\nACGT\n")
+    before = gz.read_bytes()
     from hyena_platform.score.plan import resolve_targets
     from hyena_platform.score.config import TargetSection
 
-    with pytest.raises(InputError) as err:
-        resolve_targets(DataConfig(fasta=[str(gz)]), TargetSection())
-    text = one_line(err)
-    assert "bgzip" in text and f"> {gz}" not in text and f">{gz}" not in text
+    regions = resolve_targets(DataConfig(fasta=[str(gz)], index_cache=str(tmp_path / "cache")), TargetSection())
+    assert [(r.chrom, r.end, r.source) for r in regions] == [("chr1", 4, str(gz))]
+    assert gz.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["cache", "g.fa.gz"]
 
 
 def test_bad_tracking_uri_scheme_and_ray_addresses_are_one_line(tmp_path, capsys):

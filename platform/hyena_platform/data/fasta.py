@@ -31,7 +31,8 @@ _OTHER_MAGIC = {b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz", b"\x28\xb5\x2f\xfd": "zs
 
 
 def fasta_compression(path: str) -> str:
-    """'plain' or 'bgzip'. A plain-gzip or otherwise compressed file is an InputError."""
+    """'plain', 'bgzip' or 'gzip' (plain gzip: read through a bgzip copy, see
+    hyena_platform.data.gzip_fasta). Any other compression is an InputError."""
     p = Path(path)
     if not p.exists():
         raise InputError(f"{path}: FASTA file not found")
@@ -42,10 +43,7 @@ def fasta_compression(path: str) -> str:
     if head.startswith(_GZIP_MAGIC):
         if len(head) >= 18 and _bgzf_block(head, 0)[1] is not None:  # gzip with a BC subfield
             return "bgzip"
-        raise InputError(
-            f"{path}: gzip-compressed but not with bgzip, so it cannot be indexed for random "
-            f"access; recompress it to a new file and use that one: gunzip -c {path} | bgzip > {_bgzip_copy(path)}"
-        )
+        return "gzip"
     for magic, name in _OTHER_MAGIC.items():
         if head.startswith(magic):
             raise InputError(f"{path}: {name}-compressed FASTA is not supported; decompress it, "
@@ -55,13 +53,6 @@ def fasta_compression(path: str) -> str:
 
 def _bgzip_name(path: str) -> str:
     return path if path.endswith((".gz", ".bgz")) else path + ".gz"
-
-
-def _bgzip_copy(path: str) -> str:
-    """A new name for the bgzip copy of gzip file `path`: never the input itself (the shell
-    would truncate it before gunzip read it)."""
-    stem = path[:-3] if path.endswith(".gz") else path
-    return stem + ".bgz"
 
 
 def content_digest(path: str) -> str:
@@ -169,14 +160,19 @@ class FastaReader:
     def __init__(self, path: str, index_cache: str | None, *, inflate: Any = None):
         self.path = path
         self.stamp: tuple[int, ...] | None = None  # file identity when opened via fasta_reader
-        fai, gzi = index_paths(path, index_cache=index_cache)
-        self.fasta = _open_fasta(path, fai, gzi)
+        data = path  # the file read: the FASTA itself, or the bgzip copy of a plain-gzip one
+        if fasta_compression(path) == "gzip":
+            from hyena_platform.data.gzip_fasta import bgzip_copy
+
+            data = bgzip_copy(path, Path(index_cache) if index_cache else default_index_cache())
+        fai, gzi = index_paths(data, index_cache=index_cache)
+        self.fasta = _open_fasta(data, fai, gzi, shown=path)
         self.index = self.fasta.faidx.index
         self._lock = threading.Lock()
-        self._handle = open(path, "rb")
+        self._handle = open(data, "rb")
         self._block_u = None
         if gzi is not None:
-            self._size = os.path.getsize(path)
+            self._size = os.path.getsize(data)
             self._block_c, self._block_u = _read_gzi(gzi, path, self._size)
             self._inflate = inflate or inflate_backend()[1]
         check_index(self, fai)
@@ -292,13 +288,16 @@ def _bgzf_block(data: bytes, pos: int) -> tuple[int, int | None]:
     return 0, None
 
 
-def _open_fasta(path: str, fai: str, gzi: str | None):
+def _open_fasta(data: str, fai: str, gzi: str | None, *, shown: str | None = None):
+    """pyfaidx.Fasta of file `data`; errors name `shown` (the user's file; `data` may be a copy)."""
     import pyfaidx  # imported here: only the processes that read FASTA need it
+
+    path = shown or data
 
     new = [p for p in (fai, gzi) if p and not os.path.exists(p)]  # being built now: removed on failure
     try:
         return pyfaidx.Fasta(
-            path, indexname=fai, gzi_indexname=gzi, as_raw=True, sequence_always_upper=False,
+            data, indexname=fai, gzi_indexname=gzi, as_raw=True, sequence_always_upper=False,
             duplicate_action="stop", one_based_attributes=False,
         )
     except pyfaidx.FastaIndexingError as err:
