@@ -36,7 +36,7 @@ class DataConfig:
     """Where the genome comes from, how it is split, and how windows are cut from it."""
 
     fasta: list[str] = Field(default_factory=list, description=(
-        "FASTA files (plain or bgzip); neither fasta nor shards: the bundled V. cholerae N16961 genome"))
+        "FASTA files (plain, bgzip or plain gzip); neither fasta nor shards: the bundled V. cholerae N16961 genome"))
 
     shards: str | None = Field(None, description=(
         "a shard directory or URI written by `hyena shard`, instead of fasta"))
@@ -115,7 +115,7 @@ class GenomeSection:
     position (scoring, variant effects) instead of cutting training windows from chunks."""
 
     fasta: list[str] = Field(default_factory=list, description=(
-        "FASTA files (plain or bgzip, indexed by pyfaidx); empty: the bundled V. cholerae N16961 genome"))
+        "FASTA files (plain, bgzip or plain gzip, indexed by pyfaidx); empty: the bundled V. cholerae N16961 genome"))
     include: list[str] = Field(default_factory=list, description=(
         'record names or fnmatch patterns ("chr*"); empty = all'))
     exclude: list[str] = Field(default_factory=list, description="record names or patterns to leave out")
