@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import Iterator, Sequence
 
 
 class HyenaPlatformError(Exception):
@@ -18,6 +18,12 @@ class ConfigError(HyenaPlatformError):
 
 class InputError(HyenaPlatformError):
     """An input file (FASTA, BED, checkpoint, shard directory) is missing or malformed."""
+
+
+def few(names: Sequence[str], limit: int = 8) -> str:
+    """The first `limit` of `names` for a one-line message, with how many more there are."""
+    more = f", ... ({len(names) - limit} more)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
 
 
 def find_user_error(err: BaseException) -> HyenaPlatformError | None:

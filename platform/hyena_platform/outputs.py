@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from hyena_platform.errors import InputError
+from hyena_platform.errors import InputError, few
 
 MARKER_NAME = ".hyena-output.json"
 LOCK_NAME = ".hyena-output.lock"
@@ -197,7 +197,7 @@ class OutputDir:
         others = [e for e in self.top_level() if e != LOCK_NAME]
         if others:
             raise OutputError(
-                f"{self.uri}: not empty ({_few(others)}) and not written by a {self.kind} job (no "
+                f"{self.uri}: not empty ({few(others, 3)}) and not written by a {self.kind} job (no "
                 f"{MARKER_NAME}); nothing was changed. Choose a new or empty directory"
             )
         try:
@@ -228,7 +228,7 @@ class OutputDir:
         others = self.foreign()
         if others:
             raise OutputError(
-                f"{self.uri}: {what} refused: it holds files this job did not write ({_few(others)}); "
+                f"{self.uri}: {what} refused: it holds files this job did not write ({few(others, 3)}); "
                 "nothing was deleted. Move them away or choose another directory"
             )
         keep = {MARKER_NAME, LOCK_NAME}
@@ -269,10 +269,6 @@ class OutputDir:
             yield self
         finally:
             lock.release()
-
-
-def _few(names: Sequence[str], limit: int = 3) -> str:
-    return ", ".join(names[:limit]) + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
 
 
 # ------------------------------------------------------------------------------ the lock

@@ -18,7 +18,7 @@ from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 from hyena_platform.data.config import SPLITS, DataConfig
 from hyena_platform.data.fasta import open_fasta
-from hyena_platform.errors import InputError
+from hyena_platform.errors import InputError, few
 from hyena_platform.genome_assets import BUNDLED_GENOME
 
 
@@ -211,8 +211,7 @@ def few_names(names: Sequence[str], records: Sequence[Record] | None = None, lim
     """The first `limit` names (of `records` with their lengths, if given) for an error message."""
     if records is not None:
         names = [f"{r.name} ({r.length:,} bp)" for r in records]
-    more = f", ... ({len(names) - limit} more)" if len(names) > limit else ""
-    return ", ".join(names[:limit]) + more
+    return few(names, limit)
 
 
 def first_overlap(intervals: list[tuple], records: Sequence[Record]) -> tuple[tuple, tuple] | None:
