@@ -27,10 +27,16 @@ def init_ray(address: str | None, ray_logs: bool = False, ray_progress: bool | N
 
 def check_resources(compute: Any, address: str | None) -> None:
     """The actor pools of `compute` (score.config.ComputeSection) must fit a fixed local cluster,
-    or Ray Data would wait forever; a remote cluster may autoscale, so it is not checked."""
+    or Ray Data would wait forever; on a remote cluster each replica must fit a live node or a
+    node type its autoscaler may add (when it reports them: hyena_platform.cluster_capacity)."""
     import ray
 
     if address or os.environ.get("RAY_ADDRESS"):
+        from hyena_platform.cluster_capacity import check_remote
+
+        check_remote(workers=compute.replicas, cpu=compute.cpus_per_replica, gpu=compute.gpus_per_replica,
+                     what="compute: model replicas", fix="lower compute.cpus_per_replica, gpus_per_replica or "
+                     "replicas, or add a node type that large to the cluster")
         return
     c = compute
     total = ray.cluster_resources()

@@ -177,11 +177,19 @@ def fit_interruptible(trainer):
 def check_resources(sc) -> None:
     """ConfigError naming what is missing when the workers cannot all be placed on the Ray
     cluster as it is (each worker's CPUs and GPUs on one node, some CPU left for Ray Data), or
-    Ray Train would wait for them forever. A cluster with an autoscaler may grow: not checked."""
+    Ray Train would wait for them forever. A remote cluster counts with the node types its
+    autoscaler may add (hyena_platform.cluster_capacity); when it does not report them, it may
+    grow to anything: not checked."""
     import ray
 
     if os.environ.get("RAY_ADDRESS") or sc.address:
-        return  # a remote cluster may autoscale to the request
+        from hyena_platform.cluster_capacity import check_remote
+
+        check_remote(workers=sc.num_workers, cpu=sc.cpus_per_worker,
+                     gpu=sc.gpus_per_worker if sc.use_gpu else 0.0, what="scaling: Ray Train workers",
+                     fix="lower scaling.cpus_per_worker, gpus_per_worker or num_workers, or add a node type "
+                         "that large to the cluster")
+        return
     nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
     cpus = sum(n.get("CPU", 0.0) for n in nodes)
     gpus = sum(n.get("GPU", 0.0) for n in nodes)
