@@ -111,17 +111,8 @@ def finalize(root: str | Path, regions: Sequence[Region], chunks: Sequence[Chunk
         s = stats.setdefault(r.chrom, ChromStats(r.chrom, r.length, []))
         s.regions.append((r.start, r.end))
     _check_no_stray_files(root, by_chrom)
-    sizes = [(s.name, s.length) for s in stats.values()]
-    if tracks and track_format == "bigwig":
-        check_track_space(root, len(tracks) * sum(c.bases for c in chunks))
-    writers: dict[str, _TrackWriter] = {}
-    try:
-        for column in tracks:
-            writers[column] = _TrackWriter(root, column, track_format, sizes)
-    except OSError as err:
-        for writer in writers.values():
-            writer.close(keep=False)
-        raise write_error(root, err) from None
+    writers = _open_tracks(root, tracks, track_format, [(s.name, s.length) for s in stats.values()],
+                           bases=sum(c.bases for c in chunks))
     bins = _Bins(bin_size) if bin_size else None
     files = 0
     try:
@@ -175,6 +166,22 @@ def finalize(root: str | Path, regions: Sequence[Region], chunks: Sequence[Chunk
     bins_path = bins.write(root / BINS_NAME) if bins is not None else None
     return FinalizeResult(list(stats.values()), {c: w.path for c, w in writers.items()}, bins_path,
                           time.perf_counter() - t0, files)
+
+
+def _open_tracks(root: Path, tracks: Sequence[str], track_format: str, sizes: list[tuple[str, int]], *,
+                 bases: int) -> dict[str, "_TrackWriter"]:
+    """One writer per track column, after checking that the bigWigs have room."""
+    if tracks and track_format == "bigwig":
+        check_track_space(root, len(tracks) * bases)
+    writers: dict[str, _TrackWriter] = {}
+    try:
+        for column in tracks:
+            writers[column] = _TrackWriter(root, column, track_format, sizes)
+    except OSError as err:
+        for writer in writers.values():
+            writer.close(keep=False)
+        raise write_error(root, err) from None
+    return writers
 
 
 # bigWig bytes per scored base, an upper bound: a fixed-step float per base, zlib-compressed (~no
