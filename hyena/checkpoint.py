@@ -155,6 +155,52 @@ def detect_layout(path: Path, raw_config: dict | None) -> str:
     )
 
 
+# The official code's defaults for HyenaConfig fields that another layout's config may leave out
+# (None: HyenaConfig's own default).
+_LAYOUT_DEFAULTS: dict[str, Any] = {
+    "vocab_size": 12, "pad_vocab_size_multiple": 8, "order": 2, "filter_order": 64, "emb_dim": 5,
+    "short_filter_order": 3, "w": 10.0, "embed_dropout": 0.1, "hyena_dropout": 0.0, "resid_dropout": 0.0,
+    "layer_norm_epsilon": 1e-5, "initializer_range": 0.02,
+}
+
+
+def _same(*names: str) -> dict[str, str]:
+    return {name: name for name in names}
+
+
+# Where each HyenaConfig field stands in another layout's config ("layer.x": key x of the nested
+# `layer` dict); a field not listed is not read from that layout.
+_LIGHTNING_KEYS = {
+    **_same("d_model", "n_layer", "d_inner", "vocab_size", "pad_vocab_size_multiple", "embed_dropout",
+            "resid_dropout", "layer_norm_epsilon"),
+    **{name: "layer." + name for name in ("l_max", "order", "filter_order", "emb_dim", "short_filter_order", "w")},
+}
+_HF_KEYS = {
+    **_same("d_model", "n_layer", "d_inner", "vocab_size", "pad_vocab_size_multiple", "filter_order", "emb_dim",
+            "short_filter_order", "embed_dropout", "hyena_dropout", "layer_norm_epsilon", "initializer_range"),
+    "l_max": "max_seq_len", "order": "hyena_order", "w": "activation_freq",
+}
+_MULTIMOLECULE_KEYS = {
+    **_same("pad_vocab_size_multiple", "filter_order", "short_filter_order", "initializer_range"),
+    "d_model": "hidden_size", "n_layer": "num_hidden_layers", "d_inner": "intermediate_size",
+    "l_max": "max_position_embeddings", "order": "hyena_order", "emb_dim": "filter_emb_dim", "w": "activation_freq",
+    "embed_dropout": "embedding_dropout", "hyena_dropout": "hidden_dropout", "layer_norm_epsilon": "layer_norm_eps",
+}
+
+
+def _mapped_config(raw: dict, keys: dict[str, str], where: Any) -> HyenaConfig:
+    """HyenaConfig from another layout's config dict, renamed through `keys` (one of the tables above)."""
+    fields = {}
+    for field, key in keys.items():
+        section = raw
+        if key.startswith("layer."):
+            section, key = raw.get("layer", {}), key[len("layer."):]
+        value = section.get(key, _LAYOUT_DEFAULTS.get(field))
+        if value is not None:
+            fields[field] = value
+    return _config_from(fields, where)
+
+
 def _read_ours(path: Path, raw: dict) -> tuple[HyenaConfig, dict, str]:
     if raw.get("format_version", 0) > FORMAT_VERSION:
         raise CheckpointError(f"{path / CONFIG_FILE}: format_version {raw['format_version']} is newer than "
@@ -171,18 +217,7 @@ def _read_lightning(path: Path, raw: dict) -> tuple[HyenaConfig, dict, str]:
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):
         raise CheckpointError(f"{ckpt_path}: expected a Lightning checkpoint with a 'state_dict'")
-    layer = raw.get("layer", {})
-    fields = {
-        "d_model": raw.get("d_model"), "n_layer": raw.get("n_layer"), "d_inner": raw.get("d_inner"),
-        "vocab_size": raw.get("vocab_size", 12),
-        "pad_vocab_size_multiple": raw.get("pad_vocab_size_multiple", 8),
-        "l_max": layer.get("l_max"), "order": layer.get("order", 2),
-        "filter_order": layer.get("filter_order", 64), "emb_dim": layer.get("emb_dim", 5),
-        "short_filter_order": layer.get("short_filter_order", 3), "w": layer.get("w", 10.0),
-        "embed_dropout": raw.get("embed_dropout", 0.1), "resid_dropout": raw.get("resid_dropout", 0.0),
-        "layer_norm_epsilon": raw.get("layer_norm_epsilon", 1e-5),
-    }
-    cfg = _config_from({k: v for k, v in fields.items() if v is not None}, path if path.is_dir() else path.parent)
+    cfg = _mapped_config(raw, _LIGHTNING_KEYS, path if path.is_dir() else path.parent)
     renamed = {}
     for key, value in state.items():
         if not key.startswith("model."):
@@ -195,36 +230,16 @@ def _read_lightning(path: Path, raw: dict) -> tuple[HyenaConfig, dict, str]:
 
 
 def _read_hf(path: Path, raw: dict) -> tuple[HyenaConfig, dict, str]:
-    fields = {
-        "d_model": raw["d_model"], "n_layer": raw["n_layer"], "d_inner": raw.get("d_inner"),
-        "vocab_size": raw.get("vocab_size", 12), "pad_vocab_size_multiple": raw.get("pad_vocab_size_multiple", 8),
-        "l_max": raw.get("max_seq_len"), "order": raw.get("hyena_order", 2),
-        "filter_order": raw.get("filter_order", 64), "emb_dim": raw.get("emb_dim", 5),
-        "short_filter_order": raw.get("short_filter_order", 3), "w": raw.get("activation_freq", 10.0),
-        "embed_dropout": raw.get("embed_dropout", 0.1), "hyena_dropout": raw.get("hyena_dropout", 0.0),
-        "layer_norm_epsilon": raw.get("layer_norm_epsilon", 1e-5),
-        "initializer_range": raw.get("initializer_range", 0.02),
-    }
     _require_released_mlp(raw.get("num_inner_mlps", 2), path / CONFIG_FILE)
-    cfg = _config_from({k: v for k, v in fields.items() if v is not None}, path / CONFIG_FILE)
+    cfg = _mapped_config(raw, _HF_KEYS, path / CONFIG_FILE)
     state, source = _load_weights_file(path)
     renamed = {k[len("hyena."):] if k.startswith("hyena.") else k: v for k, v in state.items()}
     return cfg, renamed, source
 
 
 def _read_multimolecule(path: Path, raw: dict) -> tuple[HyenaConfig, dict, str]:
-    fields = {
-        "d_model": raw["hidden_size"], "n_layer": raw["num_hidden_layers"], "d_inner": raw.get("intermediate_size"),
-        "pad_vocab_size_multiple": raw.get("pad_vocab_size_multiple", 8),
-        "l_max": raw.get("max_position_embeddings"), "order": raw.get("hyena_order", 2),
-        "filter_order": raw.get("filter_order", 64), "emb_dim": raw.get("filter_emb_dim", 5),
-        "short_filter_order": raw.get("short_filter_order", 3), "w": raw.get("activation_freq", 10.0),
-        "embed_dropout": raw.get("embedding_dropout", 0.1), "hyena_dropout": raw.get("hidden_dropout", 0.0),
-        "layer_norm_epsilon": raw.get("layer_norm_eps", 1e-5),
-        "initializer_range": raw.get("initializer_range", 0.02),
-    }
     _require_released_mlp(raw.get("num_inner_mlps", 2), path / CONFIG_FILE)
-    cfg = _config_from({k: v for k, v in fields.items() if v is not None}, path / CONFIG_FILE)
+    cfg = _mapped_config(raw, _MULTIMOLECULE_KEYS, path / CONFIG_FILE)
     state, source = _load_weights_file(path)
     renamed = {}
     for key, value in state.items():
