@@ -5,18 +5,22 @@ workers), a real SQLite MLflow, the base model registered there and used as mode
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 import hyena
 from hyena import HyenaConfig, HyenaDNAForCausalLM
 from hyena_platform import tracking
-from hyena_platform.config import from_mapping
+from hyena_platform.config import from_mapping, to_dict
 from hyena_platform.finetune.config import FinetuneJob
 from hyena_platform.finetune.examples import hash_files
 from hyena_platform.tracking import TrackingConfig
+
+from _driver_kill import kill_after_first_checkpoint, run_cli
 
 ASSETS = Path(__file__).resolve().parent / "assets" / "finetune"
 SPECIES = ASSETS / "species_small.parquet"
@@ -87,6 +91,16 @@ def test_finetune_registers_the_best_checkpoint_with_lineage_and_resumes_as_reus
     assert split_metrics(labels, scores, "single_label_classification")["accuracy"] == pytest.approx(
         run.data.metrics["test/accuracy"], abs=1e-6)
 
+    # The version carries a model card: task, labels, the metrics beside the k-mer baseline, lineage.
+    readme = (tracking.download_version("models:/species@candidate", tmp_path / "card", tracking_uri=uri)
+              / "README.md").read_text()
+    test_mcc, baseline_mcc = result.model_metrics["test"]["mcc"], result.baseline_metrics["test"]["mcc"]
+    for fact in ("sequence single label classification", ", ".join(LABELS), "model, test", "k-mer baseline, test",
+                 f"{test_mcc:.4g}", f"{baseline_mcc:.4g}", "base model: models:/tiny-base/1",
+                 f"MLflow run: {result.run_id}", result.data_hash, "head.num_labels"):
+        assert fact in readme, fact
+    assert f"{test_mcc:.4g}" in version.description and "model, test" in version.description
+
     again = run_finetune(job, source="species.yaml", ray_logs=False)
     assert again.reused and again.model_version == 1
     assert len(client.search_model_versions("name='species'")) == 1
@@ -114,3 +128,46 @@ def test_bad_labels_stop_before_anything_is_tracked(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "bad.parquet: row 6: empty label in column 'label'" in err[0]
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "runs").exists()
+
+
+@pytest.fixture(scope="module")
+def ray_address(ray_cluster) -> str:
+    """The GCS address of the session's local Ray (conftest.ray_cluster), for subprocess drivers."""
+    return ray_cluster.get_runtime_context().gcs_address
+
+
+@pytest.mark.integration
+def test_killed_finetune_driver_rerun_resumes_from_its_checkpoint(ray_address, tmp_path):
+    """SIGKILL `hyena finetune` after its first checkpoint; the same command resumes from it
+    (steps continue, none repeated or missing), then registers the best checkpoint once."""
+    uri = register_base(tmp_path)
+    data = to_dict(species_job(tmp_path, uri, steps=40, eval_every=4, log_every=1, epochs=1))
+    data["scaling"] = {"num_workers": 1, "cpus_per_worker": 0.5, "threads_per_worker": 1}
+    job_file = tmp_path / "species.yaml"
+    job_file.write_text(yaml.safe_dump(data))
+    env = {**os.environ, "RAY_ADDRESS": ray_address, "PYTHONUNBUFFERED": "1"}
+    storage = tmp_path / "runs" / "species"
+
+    lines, done = kill_after_first_checkpoint("finetune", tmp_path, job_file, env, storage, timeout_s=480)
+    assert done and max(done) < 40, "the driver was killed too late"
+
+    second = run_cli("finetune", tmp_path, job_file, env)
+    out, _ = second.communicate(timeout=300)
+    assert second.returncode == 0, out
+    assert "resumed from the checkpoint at step" in out and "registered models:/species/1" in out, out
+
+    client = tracking.client(uri)
+    runs = client.search_runs([client.get_experiment_by_name("ft").experiment_id])
+    assert len(runs) == 1, "the rerun must continue the same MLflow run"
+    run = runs[0]
+    assert run.info.status == "FINISHED"
+    cfg = TrackingConfig(uri=uri).resolved()
+    resumed = tracking.metric_history(cfg, run.info.run_id, "train/resumed_from_step")
+    assert len(resumed) == 1 and resumed[0][1] >= 4 and resumed[0][1] % 4 == 0  # a checkpoint's step, not 0
+    assert [s for s, _ in tracking.metric_history(cfg, run.info.run_id, "train/loss")] == list(range(1, 41)), \
+        "".join(lines) + "\n--- rerun ---\n" + out
+    assert [s for s, _ in tracking.metric_history(cfg, run.info.run_id, "val/mcc")] == list(range(4, 41, 4))
+    versions = client.search_model_versions("name='species'")
+    assert len(versions) == 1 and versions[0].run_id == run.info.run_id
+    best = max(tracking.metric_history(cfg, run.info.run_id, "val/mcc"), key=lambda sv: (sv[1], -sv[0]))
+    assert versions[0].tags["best_step"] == str(best[0])  # the best validation before or after the kill

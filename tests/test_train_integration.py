@@ -8,18 +8,16 @@ Kept small for a 2-core machine: d_model 32, a dozen steps per run.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+
+from _driver_kill import kill_after_first_checkpoint, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -264,11 +262,6 @@ def test_killed_worker_resumes_from_checkpoint_in_the_right_stage(ray_cluster, t
     assert mv.run_id == result.run_id
 
 
-def _cli(tmp: Path, job_file: Path, env: dict, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "hyena_platform.cli", "pretrain", str(job_file), *extra],
-                            cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
 def test_killed_driver_rerun_resumes_the_same_run(ray_address, tmp_path):
     """SIGKILL the `hyena pretrain` process after a checkpoint; the same command resumes it."""
     data = job_mapping(tmp_path, "driver-kill", steps=24, log_every=1)
@@ -277,23 +270,10 @@ def test_killed_driver_rerun_resumes_the_same_run(ray_address, tmp_path):
     env = {**os.environ, "RAY_ADDRESS": ray_address, "PYTHONUNBUFFERED": "1"}
     storage = tmp_path / "runs" / "driver-kill"
 
-    first = _cli(tmp_path, job_file, env)
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(first.stdout), daemon=True)
-    reader.start()
-    snapshot = storage / "checkpoint_manager_snapshot.json"  # Ray Train's record of committed checkpoints
-    deadline = time.time() + 240
-    while not (snapshot.is_file() and "checkpoint_0" in snapshot.read_text()):
-        assert first.poll() is None, "".join(lines)
-        assert time.time() < deadline, "no checkpoint within 240 s:\n" + "".join(lines)
-        time.sleep(0.05)
-    first.send_signal(signal.SIGKILL)
-    first.wait(timeout=30)
-    reader.join(timeout=5)
-    done = [json.loads(p.read_text())["step"] for p in storage.glob("checkpoint_*/meta.json")]
+    lines, done = kill_after_first_checkpoint("pretrain", tmp_path, job_file, env, storage)
     assert max(done) < 24, "the driver was killed too late"
 
-    second = _cli(tmp_path, job_file, env)
+    second = run_cli("pretrain", tmp_path, job_file, env)
     out, _ = second.communicate(timeout=300)
     assert second.returncode == 0, out
     assert "resumed from the checkpoint at step" in out

@@ -68,6 +68,8 @@ class FinetuneProgress(_Printer):
     """Lines from fine-tuning report events (hyena_platform.finetune.callback)."""
 
     def __call__(self, event: dict[str, Any]) -> None:
+        for step in event.get("resumed_from") or ():
+            self.line(f"resumed from the checkpoint at step {step}")
         if event.get("event") == "stopped":
             self.line(f"stopped: {event.get('message')}")
         if event.get("loss") is not None:

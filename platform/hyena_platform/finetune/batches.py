@@ -55,3 +55,31 @@ def collate(split: Split, indices, *, task: str, problem_type: str) -> dict[str,
     else:
         y = torch.from_numpy(np.asarray(split.labels)[np.asarray(indices)].astype(np.float32))
     return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask), "labels": y}
+
+
+class ExampleBatches:
+    """A worker's batches for `train.loop.train_step`: step s gives `worker_indices(s)` collated.
+
+    The batch of a step is a function of the step alone, so a resumed run (any rank, any world
+    size) picks up at the checkpoint's step with the batches it would have seen. `current` and
+    `consumed` are what `train.loop.save_checkpoint` records as the data position."""
+
+    def __init__(self, split: Split, *, task: str, problem_type: str, per_epoch: int, global_batch: int,
+                 rank: int, world: int, seed: int):
+        self.split, self.task, self.problem_type = split, task, problem_type
+        self.per_epoch, self.global_batch, self.rank, self.world, self.seed = per_epoch, global_batch, rank, world, seed
+        self.current = None  # the stage being trained (fine-tuning has one)
+        self.consumed = 0  # batches taken so far in this attempt
+        self._batches = None
+
+    def batches_for(self, stage, step: int):
+        if self._batches is None:
+            self.current, self._batches = stage, self._from(step)
+        return self._batches
+
+    def _from(self, step: int):
+        while True:
+            indices = worker_indices(len(self.split), step, per_epoch=self.per_epoch, global_batch=self.global_batch,
+                                     rank=self.rank, world=self.world, seed=self.seed)
+            yield collate(self.split, indices, task=self.task, problem_type=self.problem_type)
+            step += 1

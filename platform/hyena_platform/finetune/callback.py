@@ -1,7 +1,8 @@
 """The controller-side report callback of a fine-tuning run: the single MLflow writer.
 
-Like pretraining's (train.callback): workers never talk to MLflow; rank 0's reports carry the
-per-step rows, the validation metrics and, at the end, the test metrics of the best model;
+Like pretraining's (train.callback): workers never talk to MLflow; rank 0's reports (train.loop
+.Reporter) carry the per-step rows, the validation metrics and, at the end, the test metrics of
+the best model;
 steps already logged are skipped on resume; a JSON line per report feeds the driver's progress.
 """
 
@@ -49,7 +50,8 @@ class FinetuneCallback(UserCallback):
         if self._marks is None:  # what a previous attempt already logged
             self._marks = {k: tracking.last_logged_step(self.cfg, self.run_id, k)
                            for k in ("train/loss", f"val/{self.metric}")}
-        rows = []
+        rows = [("train/resumed_from_step", e["step"], e["step"]) for e in head.get("events", [])
+                if e.get("type") == "resumed"]
         for h in head.get("history", []):
             if h["step"] > self._marks["train/loss"]:
                 rows += [(f"train/{k}", h[k], h["step"]) for k in TRAIN_KEYS if k in h]
@@ -73,6 +75,7 @@ class FinetuneCallback(UserCallback):
                  "val": head.get("val") or [], "test": head.get("test"), "metric": self.metric,
                  "best_value": head.get("best_value"), "stopped_early": head.get("stopped_early"),
                  "message": head.get("message"), "elapsed_s": time.time() - self._started,
+                 "resumed_from": [e["step"] for e in head.get("events", []) if e.get("type") == "resumed"],
                  "checkpoint": checkpoint.path if checkpoint is not None else None}
         with open(self.progress_path, "a") as f:
             f.write(json.dumps(event) + "\n")

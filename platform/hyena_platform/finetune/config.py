@@ -82,6 +82,8 @@ class FinetuneTrainSection:
         "validations without improvement before stopping early; null = never"))
     eval_batch: int = Field(32, description="sequences per forward in validation and test")
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on GPU, fp32 on CPU")
+    activation_checkpointing: bool = Field(False, description=(
+        "recompute block activations in backward (less memory)"))
     seed: int = Field(0, description="head init, batch order, dropout")
     log_every: int = Field(10, description="steps between reports to the driver")
 

@@ -3,12 +3,20 @@
     result = run_finetune(load_finetune_job("jobs/finetune_species.yaml"), source="jobs/finetune_species.yaml")
     print(result.table())   # model vs k-mer baseline on valid and test
 
-The driver's steps, in order: the base model (checkpoint directory or models:/, with lineage),
-the labelled data (read, checked, lengths fitted to the model), the plan (steps, epochs,
-validations), the MLflow run of this Ray Train run (same storage + name = resume; a finished run
-is reused unless ``fresh``), the k-mer baseline, the TorchTrainer (shared machinery of
-pretraining: Ray start-up, storage, env params, checkpoint layout, optimizer, progress tail),
-and the registration of the best checkpoint with lineage tags.
+`run_finetune` is pretraining's table of contents (hyena_platform.train.launch) with two steps
+of its own, `plan_finetune` (the base model with its lineage, the labelled data checked and
+fitted to the model, the steps) and `log_baseline` (the k-mer baseline); the rest are
+pretraining's steps, called as they are:
+
+    plan = plan_finetune(job, source, workdir)          # bad input stops here: nothing written or tracked
+    with owned_run_directory(...):                       # locked, claimed, cleared on --fresh
+        run = open_or_resume_run(plan, fresh=...)        # same storage + name = resume; finished = reused
+        baseline = log_baseline(plan, run_id)
+        trainer = build_trainer(plan, run_id, None, progress_file, finetune_loop_per_worker,
+                                worker_config(plan), FinetuneCallback(...))
+        with Reporter(progress_file, progress): result = fit_interruptible(trainer)
+        check_outcome(plan, run_id, result)              # a diverged run registers nothing
+        register(plan, run_id, result, baseline)         # best checkpoint + model card, then finish_run
 """
 
 from __future__ import annotations
@@ -17,79 +25,96 @@ import hashlib
 import json
 import os
 import tempfile
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-import yaml
-
 from hyena_platform import tracking
 from hyena_platform.config import to_dict
-from hyena_platform.errors import ConfigError, HyenaPlatformError, InputError
+from hyena_platform.errors import ConfigError, InputError
 from hyena_platform.finetune.config import FinetuneJob
 from hyena_platform.finetune.examples import TaskData, balanced_class_weights, fit_lengths
-from hyena_platform.finetune.metrics import METRICS
+from hyena_platform.finetune.result import FinetuneResult, baseline_from_run, finetune_card, reused_result
+from hyena_platform.train.launch import (
+    Reporter,
+    Stopwatch,
+    build_trainer,
+    check_outcome,
+    check_resources,
+    ending_run,
+    environment,
+    finish_run,
+    fit_interruptible,
+    open_or_resume_run,
+    owned_run_directory,
+    storage_uri,
+)
 
 ProgressFn = Callable[[dict[str, Any]], None]
-MODEL_VERSION_TAG = "hyena.model_version"
+# A change in these makes a resumed run another experiment (scaling, checkpoint, tracking may change).
 RESUME_STRICT = ("model.", "task.", "data.", "train.", "baseline.", "resolved.")
-
-
-class FinetuneStoppedError(HyenaPlatformError):
-    """Training stopped on a non-finite loss; nothing was registered."""
 
 
 @dataclass(frozen=True)
 class BaseModel:
     directory: Path  # a local checkpoint directory (downloaded for models:/)
-    lineage: dict[str, str]  # base_model_name/version/run_id, or base_model_path/hash
+    lineage: dict[str, str]  # base_model_name/version/run_id/uri, or base_model_path/hash
 
 
-@dataclass
-class FinetuneResult:
-    run_id: str
-    run_name: str
-    tracking_uri: str
-    model_name: str
-    model_version: int
-    alias: str
-    metric: str
-    problem_type: str
-    model_metrics: dict[str, dict[str, float]]  # valid/test -> metric -> value (best checkpoint)
-    baseline_metrics: dict[str, dict[str, float]]
-    steps: int
-    best_step: int | None
-    stopped_early: bool
-    checkpoint_path: str
-    data_hash: str
-    reused: bool = False
-    timings: dict[str, float] = field(default_factory=dict)
+@dataclass(frozen=True)
+class FinetunePlan:
+    """Everything resolved before any work; the attributes pretraining's shared steps read
+    (`train.launch.RunPlan`) and the task's own: base model, data, start model, steps."""
 
-    @property
-    def model_uri(self) -> str:
-        return f"models:/{self.model_name}@{self.alias}"
+    job: FinetuneJob
+    source: str
+    tracking: Any  # tracking.TrackingConfig, resolved
+    name: str  # the Ray Train run name
+    storage: str  # absolute storage path (or URI)
+    params: dict[str, str]  # MLflow params: the job, the resolved plan, lineage, environment
+    model_desc: str
+    base: BaseModel
+    data: TaskData
+    model: Any  # the task model to start from: the base's backbone and a new head
+    steps_per_epoch: int
+    total_steps: int
+    eval_every: int
+    class_weights: tuple[float, ...] | None
 
     @property
-    def version_uri(self) -> str:
-        return f"models:/{self.model_name}/{self.model_version}"
+    def run_key(self) -> str:
+        return f"{self.storage.rstrip('/')}/{self.name}"
 
-    def table(self) -> str:
-        """Model (best checkpoint) beside the k-mer baseline, valid and test."""
-        cols = [("model", "valid"), ("model", "test"), ("k-mer", "valid"), ("k-mer", "test")]
-        lines = [f"{'metric':<10}" + "".join(f"{f'{who} {split}':>13}" for who, split in cols)]
-        for m in METRICS[self.problem_type]:
-            cells = []
-            for who, split in cols:
-                source = self.model_metrics if who == "model" else self.baseline_metrics
-                value = (source.get(split) or {}).get(m)
-                cells.append(f"{value:13.4f}" if value is not None and np.isfinite(value) else f"{'-':>13}")
-            lines.append(f"{m + ('*' if m == self.metric else ''):<10}" + "".join(cells))
-        return "\n".join(lines)
+    @property
+    def resume_strict(self) -> tuple[str, ...]:
+        return RESUME_STRICT
+
+    def reused(self, run) -> FinetuneResult:
+        return reused_result(self.tracking, run, name=self.name, metric=self.job.metric,
+                             problem_type=self.job.task.problem_type)
 
 
-# ------------------------------------------------------------------------------------ steps
+# ------------------------------------------------------------------------------------ plan
+
+
+def plan_finetune(job: FinetuneJob, source: str, workdir: Path) -> FinetunePlan:
+    """Base model, data, start model and steps; ConfigError/InputError before anything is written."""
+    tcfg = job.tracking.resolved()
+    base = resolve_base(job, tcfg.uri, workdir, source=source)
+    data = load_data(job)
+    model = build_start_model(job, base, data, source=source)
+    fit_data_lengths(job, data, model.config.l_max)
+    steps = plan_steps(job, len(data.splits["train"]), source=source)
+    weights = class_weights(job, data, source=source)
+    params = {**tracking.flatten(to_dict(job)), **environment(),
+              "resolved.steps": str(steps["total_steps"]), "resolved.steps_per_epoch": str(steps["steps_per_epoch"]),
+              "resolved.label_names": json.dumps(list(data.label_names)), "resolved.data_hash": data.content_hash,
+              "resolved.parameters": str(model.num_parameters()),
+              **{f"resolved.examples.{s}": str(len(v)) for s, v in data.splits.items()},
+              **{f"resolved.{k}": v for k, v in base.lineage.items()}}
+    return FinetunePlan(job, source, tcfg, job.run_name(source), storage_uri(job.checkpoint.storage_path), params,
+                        f"finetune:{job.model.init_from}", base, data, model, steps["steps_per_epoch"],
+                        steps["total_steps"], steps["eval_every"], tuple(weights) if weights is not None else None)
 
 
 def resolve_base(job: FinetuneJob, tracking_uri: str, workdir: Path, *, source: str) -> BaseModel:
@@ -170,36 +195,14 @@ def class_weights(job: FinetuneJob, data: TaskData, *, source: str) -> list[floa
     return list(cw)
 
 
-def open_run(job: FinetuneJob, tcfg, params: dict[str, str], *, name: str, run_key: str, fresh: bool,
-             source: str) -> tuple[str, Any | None]:
-    """(run id, the finished run to reuse or None). Same storage + name = the same run."""
-    existing = tracking.find_run(tcfg, run_key)
-    if fresh and existing is not None:  # the run directory was cleared by the caller
-        tracking.detach_run(tcfg, existing.info.run_id)
-        existing = None
-    if existing is None:
-        run_id = tracking.start_run(tcfg, run_key=run_key, run_name=name, tags={"hyena.job": source,
-                                                                             "hyena.storage": run_key})
-        tracking.log_params(tcfg, run_id, params)
-        tracking.log_text(tcfg, run_id, yaml.safe_dump(to_dict(job), sort_keys=False), "config.yaml")
-        return run_id, None
-    logged = existing.data.params
-    differences = sorted(k for k in params if k.startswith(RESUME_STRICT) and params[k] != logged.get(k))
-    if differences:
-        k = differences[0]
-        raise ConfigError(f"{source}: run {name!r} was started with a different configuration ({k}: "
-                          f"{logged.get(k)!r} then, {params.get(k)!r} now); rerun with --fresh to start over, "
-                          "or set checkpoint.name to start a new run")
-    if existing.info.status == "FINISHED" and existing.data.tags.get(MODEL_VERSION_TAG):
-        return existing.info.run_id, existing
-    tracking.reopen_run(tcfg, existing.info.run_id)
-    return existing.info.run_id, None
+# ------------------------------------------------------------------------------- the steps
 
 
-def log_baseline(job: FinetuneJob, data: TaskData, tcfg, run_id: str) -> dict[str, dict[str, float]]:
+def log_baseline(plan: FinetunePlan, run_id: str) -> dict[str, dict[str, float]]:
     """Fit the k-mer baseline once per run (a resumed run reads it back)."""
     from hyena_platform.finetune.kmer import run_baseline
 
+    job, tcfg, data = plan.job, plan.tracking, plan.data
     if not job.baseline.enabled:
         return {}
     logged = baseline_from_run(tcfg, run_id, job.task.problem_type)
@@ -213,143 +216,123 @@ def log_baseline(job: FinetuneJob, data: TaskData, tcfg, run_id: str) -> dict[st
     return {s: out[s] for s in ("valid", "test")}
 
 
-def baseline_from_run(tcfg, run_id: str, problem_type: str) -> dict[str, dict[str, float]]:
-    metrics = tracking.get_run(tcfg, run_id).data.metrics
-    out = {s: {k: metrics[f"baseline/{s}/{k}"] for k in METRICS[problem_type] if f"baseline/{s}/{k}" in metrics}
-           for s in ("valid", "test")}
-    return out if out["test"] else {}
+def worker_config(plan: FinetunePlan):
+    """The workers' slice of the job: pretraining's WorkerConfig (one stage of the whole run, the
+    model and its head, the start weights) and the task's data and validation rules."""
+    import ray
 
+    from hyena_platform.finetune.loop import FinetuneWorkerConfig
+    from hyena_platform.train.loop import WorkerConfig
+    from hyena_platform.train.schedule import Stage
 
-# -------------------------------------------------------------------------------------- main
+    job, sc = plan.job, plan.job.scaling
+    longest = max(len(t) for t in plan.data.splits["train"].tokens)
+    stage = Stage(index=0, length=longest, steps=plan.total_steps, micro_batch=job.train.batch_size // sc.num_workers,
+                  grad_accum=1, start_step=0)
+    shared = WorkerConfig(
+        train=replace(job.train, steps=plan.total_steps), stages=(stage,), model_config=plan.model.config.to_dict(),
+        checkpoint_every=job.checkpoint.every_steps, torch_threads=sc.torch_threads,
+        init_weights=ray.put(plan.model.state_dict()), head=plan.model.head_config.to_dict(), task=job.task.type,
+        freeze_backbone=job.train.freeze_backbone)
+    return FinetuneWorkerConfig(
+        worker=shared, splits=ray.put(plan.data.splits), problem_type=job.task.problem_type,
+        steps_per_epoch=plan.steps_per_epoch, global_batch=job.train.batch_size, eval_every=plan.eval_every,
+        eval_batch=job.train.eval_batch, metric=job.metric, patience=job.train.patience,
+        class_weights=plan.class_weights)
 
 
 def run_finetune(job: FinetuneJob, *, source: str = "<job>", fresh: bool = False,
                  progress: ProgressFn | None = None, ray_logs: bool = True) -> FinetuneResult:
     """Run (or resume, or reuse) the job; see the module docstring. Bad input stops before any
-    file is written or anything tracked. The run directory is owned, locked and cleared on
-    `fresh` as pretraining's (hyena_platform.train.rundir)."""
-    from hyena_platform.train.launch import environment, storage_uri
-    from hyena_platform.train.rundir import run_directory
-
-    t0 = time.perf_counter()
-    tcfg = job.tracking.resolved()
-    name = job.run_name(source)
-    run_key = f"{storage_uri(job.checkpoint.storage_path).rstrip('/')}/{name}"
-    with tempfile.TemporaryDirectory(prefix="hyena-finetune-") as workdir:
-        base = resolve_base(job, tcfg.uri, Path(workdir), source=source)
-        data = load_data(job)
-        model = build_start_model(job, base, data, source=source)
-        fit_data_lengths(job, data, model.config.l_max)
-        plan = plan_steps(job, len(data.splits["train"]), source=source)
-        weights = class_weights(job, data, source=source)
-        params = {**tracking.flatten(to_dict(job)), **environment(),
-                  "resolved.steps": str(plan["total_steps"]), "resolved.steps_per_epoch": str(plan["steps_per_epoch"]),
-                  "resolved.label_names": json.dumps(list(data.label_names)), "resolved.data_hash": data.content_hash,
-                  "resolved.parameters": str(model.num_parameters()),
-                  **{f"resolved.examples.{s}": str(len(v)) for s, v in data.splits.items()},
-                  **{f"resolved.{k}": v for k, v in base.lineage.items()}}
-        run_dir = run_directory(storage_uri(job.checkpoint.storage_path), name)
-        with run_dir.lock(job=f"hyena finetune {source}"):
-            if fresh and run_dir.is_ours():  # a new or foreign directory: claim() decides
-                run_dir.clear(what="--fresh")  # refused, deleting nothing, unless every file is ours
-            run_dir.claim(job=f"hyena finetune {source}")
-            run_id, finished = open_run(job, tcfg, params, name=name, run_key=run_key, fresh=fresh, source=source)
-            if finished is not None:
-                return reused_result(job, tcfg, finished, name)
-            timings = {"setup": round(time.perf_counter() - t0, 3)}
-            try:
-                baseline = log_baseline(job, data, tcfg, run_id)
-                timings["baseline"] = round(time.perf_counter() - t0 - sum(timings.values()), 3)
-                result = fit(job, model, data, plan, weights, tcfg, run_id, name=name, progress=progress,
-                             ray_logs=ray_logs)
-                timings["fit"] = round(time.perf_counter() - t0 - sum(timings.values()), 3)
-                return register(job, result, data, base, baseline, plan, tcfg, run_id, name=name, timings=timings)
-            except BaseException:
-                tracking.end_run(tcfg, run_id, "FAILED")
-                raise
-
-
-def fit(job: FinetuneJob, model, data: TaskData, plan: dict, weights, tcfg, run_id: str, *, name: str,
-        progress: ProgressFn | None, ray_logs: bool):
-    """The TorchTrainer run: the pretraining job's Ray start-up, storage, failure and checkpoint
-    policy and progress tail, with the fine-tuning loop and callback."""
-    import ray
-    import ray.train
-    from ray.train.torch import TorchConfig, TorchTrainer
-
+    file is written or anything tracked."""
     from hyena_platform.finetune.callback import FinetuneCallback
     from hyena_platform.finetune.loop import finetune_loop_per_worker
     from hyena_platform.ray_setup import start_ray
-    from hyena_platform.train.launch import Reporter, storage_uri
 
-    start_ray(job.scaling.address, worker_logs=ray_logs)  # as pretraining (report interval included)
-    sc = job.scaling
-    resources = {"CPU": sc.cpus_per_worker, **({"GPU": sc.gpus_per_worker} if sc.use_gpu else {})}
-    progress_dir = tempfile.mkdtemp(prefix="hyena-progress-")
-    progress_path = os.path.join(progress_dir, "progress.jsonl")
-    config = {"job": job, "plan": plan, "model_config": model.config.to_dict(),
-              "head_config": model.head_config.to_dict(), "init_weights": ray.put(model.state_dict()),
-              "data": ray.put(data.splits), "class_weights": weights}
-    trainer = TorchTrainer(
-        finetune_loop_per_worker, train_loop_config=config, torch_config=TorchConfig(backend=sc.torch_backend),
-        scaling_config=ray.train.ScalingConfig(num_workers=sc.num_workers, use_gpu=sc.use_gpu,
-                                               resources_per_worker=resources),
-        run_config=ray.train.RunConfig(
-            name=name, storage_path=storage_uri(job.checkpoint.storage_path),
-            failure_config=ray.train.FailureConfig(max_failures=job.checkpoint.max_failures),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=job.checkpoint.keep),
-            callbacks=[FinetuneCallback(tcfg, run_id, total_steps=plan["total_steps"], metric=job.metric,
-                                        progress_path=progress_path)]),
-    )
-    with Reporter(progress_path, progress):
-        return trainer.fit()
+    clock = Stopwatch()
+    with tempfile.TemporaryDirectory(prefix="hyena-finetune-") as workdir:
+        plan = plan_finetune(job, source, Path(workdir))
+        with owned_run_directory(plan.storage, plan.name, fresh=fresh, job=f"hyena finetune {source}"):
+            run = open_or_resume_run(plan, fresh=fresh)
+            if isinstance(run, FinetuneResult):
+                return run
+            run_id: str = run
+            clock.lap("setup")
+            with ending_run(plan.tracking, run_id):
+                baseline = log_baseline(plan, run_id)
+                clock.lap("baseline")
+                start_ray(job.scaling.address, worker_logs=ray_logs)
+                check_resources(job.scaling)  # a request the cluster cannot meet would wait forever
+                progress_path = os.path.join(tempfile.mkdtemp(prefix="hyena-progress-"), "progress.jsonl")
+                callback = FinetuneCallback(plan.tracking, run_id, total_steps=plan.total_steps, metric=job.metric,
+                                            progress_path=progress_path)
+                trainer = build_trainer(plan, run_id, None, progress_path, finetune_loop_per_worker,
+                                        worker_config(plan), callback)
+                with Reporter(progress_path, progress):
+                    result = fit_interruptible(trainer)
+                clock.lap("fit")
+                check_outcome(plan, run_id, result)
+                return register(plan, run_id, result, baseline, clock)
 
 
-def register(job: FinetuneJob, result, data: TaskData, base: BaseModel, baseline: dict, plan: dict, tcfg,
-             run_id: str, *, name: str, timings: dict) -> FinetuneResult:
-    """Register the best checkpoint (by the validation metric) with its lineage."""
+def register(plan: FinetunePlan, run_id: str, result, baseline: dict, clock: Stopwatch) -> FinetuneResult:
+    """Register the best checkpoint (by the validation metric) with its lineage tags and model
+    card; summary.json; the run FINISHED (pretraining's `finish_run`)."""
     from hyena_platform.finetune.loop import BEST_DIR
+    from hyena_platform.train.state import read_meta
 
-    outcome = result.return_value or {}
-    if outcome.get("status") != "done" or result.checkpoint is None:
-        raise FinetuneStoppedError(f"fine-tuning stopped at step {outcome.get('step')}: "
-                                   f"{outcome.get('message') or 'non-finite loss'}; nothing was registered")
-    metric = job.metric
+    job, tcfg, data = plan.job, plan.tracking, plan.data
+    outcome, metric = result.return_value or {}, job.metric
     model_metrics = {"valid": outcome["best_valid"], "test": outcome["test"]}
     with result.checkpoint.as_directory() as directory:
-        meta = json.loads((Path(directory) / "meta.json").read_text())["progress"]
-        tags = {**base.lineage, "run_id": run_id, "data_hash": data.content_hash, "task_type": job.task.type,
+        meta = read_meta(directory)
+        best_step, stopped_early = meta["progress"]["best_step"], meta["progress"]["stopped_early"]
+        tags = {**plan.base.lineage, "run_id": run_id, "data_hash": data.content_hash, "task_type": job.task.type,
                 "problem_type": job.task.problem_type, "label_names": json.dumps(list(data.label_names)),
                 "metric": metric, f"val_{metric}": f"{model_metrics['valid'][metric]:.6g}",
-                f"test_{metric}": f"{model_metrics['test'][metric]:.6g}", "best_step": meta["best_step"],
+                f"test_{metric}": f"{model_metrics['test'][metric]:.6g}", "best_step": best_step,
                 **({f"baseline_test_{metric}": f"{baseline['test'][metric]:.6g}"} if baseline else {})}
         version = tracking.register_model_dir(
-            tcfg, run_id, Path(directory) / BEST_DIR, tags=tags,
-            description=f"HyenaDNA {job.task.type} {job.task.problem_type} head on {job.model.init_from}, run {name}")
-    summary = {"model_uri": f"models:/{tcfg.register_as}@{tcfg.alias}", "version": version, "metric": metric,
-               "model": model_metrics, "baseline": baseline, "plan": plan, "best_step": meta["best_step"],
-               "stopped_early": meta["stopped_early"], "timings_s": timings, "label_names": list(data.label_names)}
-    tracking.log_text(tcfg, run_id, json.dumps(summary, indent=2), "summary.json")
-    tracking.set_tags(tcfg, run_id, {MODEL_VERSION_TAG: version, "hyena.data_hash": data.content_hash})
-    tracking.end_run(tcfg, run_id, "FINISHED")
-    return FinetuneResult(run_id=run_id, run_name=name, tracking_uri=tcfg.uri, model_name=tcfg.register_as,
+            tcfg, run_id, Path(directory) / BEST_DIR, tags=tags, card=card(plan, run_id, model_metrics, baseline),
+            description=f"HyenaDNA {job.task.type} {job.task.problem_type} head on {job.model.init_from}, "
+                        f"run {plan.name}")
+    clock.lap("register")
+    finish_run(plan, run_id, version, {
+        "metric": metric, "model": model_metrics, "baseline": baseline, "best_step": best_step,
+        "stopped_early": stopped_early, "steps": meta["step"], "label_names": list(data.label_names),
+        "checkpoint": result.checkpoint.path, "data_hash": data.content_hash, "timings_s": clock.timings})
+    tracking.set_tags(tcfg, run_id, {"hyena.data_hash": data.content_hash})
+    return FinetuneResult(run_id=run_id, run_name=plan.name, tracking_uri=tcfg.uri, model_name=tcfg.register_as,
                           model_version=version, alias=tcfg.alias, metric=metric, problem_type=job.task.problem_type,
                           model_metrics=model_metrics, baseline_metrics=baseline, steps=meta["step"],
-                          best_step=meta["best_step"], stopped_early=meta["stopped_early"],
-                          checkpoint_path=result.checkpoint.path, data_hash=data.content_hash, timings=timings)
+                          best_step=best_step, stopped_early=stopped_early, checkpoint_path=result.checkpoint.path,
+                          data_hash=data.content_hash, timings=clock.timings)
 
 
-def reused_result(job: FinetuneJob, tcfg, run, name: str) -> FinetuneResult:
-    """The result of a run that had already finished (nothing was trained)."""
-    metrics = run.data.metrics
-    names = METRICS[job.task.problem_type]
-    model_metrics = {s: {k: metrics[f"{p}/{k}"] for k in names if f"{p}/{k}" in metrics}
-                     for s, p in (("valid", "best_valid"), ("test", "test"))}
-    return FinetuneResult(
-        run_id=run.info.run_id, run_name=name, tracking_uri=tcfg.uri, model_name=tcfg.register_as,
-        model_version=int(run.data.tags[MODEL_VERSION_TAG]), alias=tcfg.alias, metric=job.metric,
-        problem_type=job.task.problem_type, model_metrics=model_metrics,
-        baseline_metrics=baseline_from_run(tcfg, run.info.run_id, job.task.problem_type),
-        steps=int(run.data.params.get("resolved.steps", 0)), best_step=int(run.data.tags.get("hyena.best_step", 0)),
-        stopped_early=False, checkpoint_path=run.data.tags.get("hyena.last_checkpoint", ""),
-        data_hash=run.data.tags.get("hyena.data_hash", ""), reused=True)
+def card(plan: FinetunePlan, run_id: str, model_metrics: dict, baseline: dict):
+    """The registered version's model card: task, labels, metrics vs the k-mer baseline, lineage."""
+    job, data = plan.job, plan.data
+    task = (f"{'per-base' if job.task.type == 'token' else 'sequence'} "
+            f"{job.task.problem_type.replace('_', ' ')}, fine-tuned"
+            + (f" ({job.task.pooling} pooling)" if job.task.type == "sequence" else ""))
+    sources = {"source": ", ".join(data.sources) or "-", "format": job.data.format}
+    train_split = data.splits["train"]
+    return finetune_card(
+        title=f"HyenaDNA {job.task.type} model for {', '.join(data.label_names)} (run {plan.name})",
+        task=task, model_config=plan.model.config.to_dict(), head_config=plan.model.head_config.to_dict(),
+        parameters=plan.model.num_parameters(), data=sources, data_hash=data.content_hash,
+        splits={s: len(v) for s, v in data.splits.items()}, label_names=data.label_names, metric=job.metric,
+        model_metrics=model_metrics, baseline=baseline,
+        lineage={"base model": tracking.lineage_uri(job.model.init_from, plan.tracking.uri)
+                 if job.model.init_from.startswith("models:/") else
+                 f"{plan.base.lineage['base_model_path']} (sha256 {plan.base.lineage['base_model_hash'][:16]})",
+                 "MLflow run": run_id, "Ray Train run": plan.run_key, "job": plan.source},
+        example_sequence=_bases(train_split.tokens[0]) if len(train_split) else "",
+    )
+
+
+def _bases(tokens) -> str:
+    """A training example's bases (for the MLflow Model's input example)."""
+    from hyena.tokenizer import Tokenizer
+
+    return Tokenizer().decode(tokens)

@@ -14,8 +14,10 @@
     register(plan, run_id, result, data)        # the final checkpoint's model as a new model version
 
 Same storage path + run name = the same run: a rerun after a killed driver resumes, a finished
-run is reused unless ``fresh``. A fine-tuning job reuses `open_or_resume_run`, `build_trainer`
-(with its own per-worker function and datasets), `Reporter` and `register`.
+run is reused unless ``fresh``. A fine-tuning job (hyena_platform.finetune.launch) reuses
+`owned_run_directory`, `open_or_resume_run`, `build_trainer` (with its own per-worker function,
+worker config and callback), `Reporter`, `fit_interruptible`, `check_outcome`, `ending_run` and
+`finish_run`; its plan has the attributes of `RunPlan` that these read.
 """
 
 from __future__ import annotations
@@ -223,8 +225,8 @@ def deterministic_ingest():
     return ray.train.DataConfig(execution_options=options, enable_shard_locality=False)
 
 
-def _resume_differences(job_params: dict[str, str], logged: dict[str, str]) -> list[str]:
-    keys = {k for k in set(job_params) | set(logged) if k.startswith(RESUME_STRICT_SECTIONS)}
+def _resume_differences(job_params: dict[str, str], logged: dict[str, str], strict: tuple[str, ...]) -> list[str]:
+    keys = {k for k in set(job_params) | set(logged) if k.startswith(strict)}
     return sorted(k for k in keys if job_params.get(k) != logged.get(k))
 
 
@@ -284,7 +286,11 @@ class Stopwatch:
 
 @dataclass(frozen=True)
 class RunPlan:
-    """Everything resolved before any work: the model, the stages, where the run lives."""
+    """Everything resolved before any work: the model, the stages, where the run lives.
+
+    The shared steps read `job` (scaling, checkpoint), `source`, `tracking`, `model_desc`,
+    `name`, `storage`, `params`, `run_key`, `total_steps`, `resume_strict` and `reused(run)`:
+    a fine-tuning plan has the same."""
 
     job: PretrainJob
     source: str
@@ -309,6 +315,14 @@ class RunPlan:
     def baseline_orders(self) -> tuple[int, ...]:
         return tuple(sorted(set(self.job.train.baseline_orders)))
 
+    @property
+    def resume_strict(self) -> tuple[str, ...]:
+        return RESUME_STRICT_SECTIONS
+
+    def reused(self, run) -> PretrainResult:
+        """The result of this run when it had already finished."""
+        return reused_result(self.tracking, run, self.stages, self.baseline_orders, self.name, self.run_key)
+
 
 def plan_run(job: PretrainJob, source: str) -> RunPlan:
     """Resolve the model (variant, fields or init_from) and the warm-up stages; ConfigError on problems."""
@@ -325,10 +339,10 @@ def plan_run(job: PretrainJob, source: str) -> RunPlan:
                    storage_uri(job.checkpoint.storage_path), params)
 
 
-def open_or_resume_run(plan: RunPlan, *, fresh: bool = False) -> str | PretrainResult:
-    """The MLflow run id of this Ray Train run (started, or reopened to resume), or the result of
-    a run that already finished (reused). `fresh` detaches the old run (run_pretrain has deleted
-    its checkpoints)."""
+def open_or_resume_run(plan: RunPlan, *, fresh: bool = False) -> Any:
+    """The MLflow run id (str) of this Ray Train run (started, or reopened to resume), or
+    `plan.reused(run)`, the result of a run that already finished. `fresh` detaches the old run
+    (its checkpoints were deleted with the run directory)."""
     tcfg, job = plan.tracking, plan.job
     existing = tracking.find_run(tcfg, plan.run_key)
     if fresh and existing is not None:  # its checkpoints were deleted with the run directory
@@ -340,7 +354,7 @@ def open_or_resume_run(plan: RunPlan, *, fresh: bool = False) -> str | PretrainR
         tracking.log_params(tcfg, run_id, plan.params)
         tracking.log_text(tcfg, run_id, yaml.safe_dump(to_dict(job), sort_keys=False), "config.yaml")
         return run_id
-    differences = _resume_differences(plan.params, existing.data.params)
+    differences = _resume_differences(plan.params, existing.data.params, plan.resume_strict)
     if differences:
         k = differences[0]
         raise ConfigError(
@@ -350,7 +364,7 @@ def open_or_resume_run(plan: RunPlan, *, fresh: bool = False) -> str | PretrainR
             + "); rerun with --fresh to start over, or set checkpoint.name to start a new run"
         )
     if existing.info.status == "FINISHED" and existing.data.tags.get(MODEL_VERSION_TAG):
-        return reused_result(tcfg, existing, plan.stages, plan.baseline_orders, plan.name, plan.run_key)
+        return plan.reused(existing)
     tracking.reopen_run(tcfg, existing.info.run_id)
     return existing.info.run_id
 
@@ -400,12 +414,14 @@ def log_baselines(plan: RunPlan, run_id: str, data: TrainingData) -> None:
     tracking.log_params(tcfg, run_id, {"baseline.train_bases": markov.n_train_bases})
 
 
-def build_trainer(plan: RunPlan, run_id: str, data: TrainingData, progress_path: str,
-                  train_fn: Callable[[dict], dict] | None = None, worker_config: Any = None):
+def build_trainer(plan: RunPlan, run_id: str, data: TrainingData | None, progress_path: str,
+                  train_fn: Callable[[dict], dict] | None = None, worker_config: Any = None, callback: Any = None):
     """The TorchTrainer: scaling and checkpoint sections, the ReportCallback (the single MLflow
     writer, also appending progress events to `progress_path`), the stage datasets.
 
-    `train_fn` / `worker_config` default to pretraining's loop and its WorkerConfig.
+    `train_fn` / `worker_config` / `callback` default to pretraining's loop, its WorkerConfig
+    and ReportCallback; `data` None: no Ray Datasets (fine-tuning ships its examples in the
+    worker config).
     """
     import ray
     import ray.train
@@ -416,6 +432,7 @@ def build_trainer(plan: RunPlan, run_id: str, data: TrainingData, progress_path:
 
     job, sc = plan.job, plan.job.scaling
     if worker_config is None:
+        assert data is not None
         worker_config = WorkerConfig(
             train=job.train, stages=plan.stages, model_config=plan.model_config.to_dict(),
             checkpoint_every=job.checkpoint.every_steps, torch_threads=sc.torch_threads,
@@ -423,8 +440,8 @@ def build_trainer(plan: RunPlan, run_id: str, data: TrainingData, progress_path:
             val_sets={L: ray.put(v) for L, v in data.val.items()},
         )
     resources = {"CPU": sc.cpus_per_worker, **({"GPU": sc.gpus_per_worker} if sc.use_gpu else {})}
-    callback = ReportCallback(plan.tracking, run_id, total_steps=plan.total_steps, n_stages=len(plan.stages),
-                              progress_path=progress_path)
+    callback = callback or ReportCallback(plan.tracking, run_id, total_steps=plan.total_steps,
+                                          n_stages=len(plan.stages), progress_path=progress_path)
     return TorchTrainer(
         train_fn or train_loop_per_worker, train_loop_config={"worker": worker_config},
         torch_config=TorchConfig(backend=sc.torch_backend),
@@ -436,7 +453,7 @@ def build_trainer(plan: RunPlan, run_id: str, data: TrainingData, progress_path:
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=job.checkpoint.keep),
             callbacks=[callback],
         ),
-        datasets=data.datasets,
+        datasets=data.datasets if data is not None else None,
         dataset_config=deterministic_ingest(),
     )
 
@@ -489,20 +506,46 @@ def register(plan: RunPlan, run_id: str, result: Any, data: TrainingData) -> tup
     return version, summaries
 
 
-def finish_run(plan: RunPlan, run_id: str, result: Any, data_hash: str, version: str,
-               summaries: list[StageSummary], timings: dict[str, float]) -> None:
-    """summary.json, the model-version tag, and the run marked FINISHED."""
+def finish_run(plan: RunPlan, run_id: str, version: int | str, summary: dict[str, Any]) -> None:
+    """summary.json (the model URI and version first), the model-version tag, and the run
+    marked FINISHED: a rerun of the job now reuses it."""
     tcfg = plan.tracking
-    summary = {
-        "model_uri": f"models:/{tcfg.register_as}@{tcfg.alias}", "version": version, "run_name": plan.name,
-        "checkpoint": result.checkpoint.path, "data_hash": data_hash,
-        "stages": [{**dataclasses.asdict(s), "val_perplexity": s.val_perplexity,
-                    "val_bits_per_base": s.val_bits_per_base} for s in summaries],
-        "timings_s": timings,
-    }
-    tracking.log_text(tcfg, run_id, json.dumps(summary, indent=2), "summary.json")
+    summary = {"model_uri": f"models:/{tcfg.register_as}@{tcfg.alias}", "version": version, "run_name": plan.name,
+               **summary}
+    tracking.log_text(tcfg, run_id, json.dumps(summary, indent=2, default=str), "summary.json")
     tracking.set_tags(tcfg, run_id, {MODEL_VERSION_TAG: version})
     tracking.end_run(tcfg, run_id, "FINISHED")
+
+
+@contextlib.contextmanager
+def ending_run(tcfg: tracking.TrackingConfig, run_id: str):
+    """The MLflow run of an attempt ends KILLED on Ctrl-C (its checkpoints stay: a rerun
+    resumes; nothing is registered) and FAILED on any other error; a diverged run was already
+    ended by `check_outcome`."""
+    try:
+        yield
+    except TrainingDivergedError:
+        raise
+    except KeyboardInterrupt:
+        tracking.end_run(tcfg, run_id, "KILLED")
+        raise
+    except BaseException:
+        tracking.end_run(tcfg, run_id, "FAILED")
+        raise
+
+
+@contextlib.contextmanager
+def owned_run_directory(storage: str, name: str, *, fresh: bool, job: str):
+    """The run directory (storage/name), locked for the block and claimed as ours; `fresh`
+    deletes only what Ray Train and this job wrote there (hyena_platform.train.rundir)."""
+    from hyena_platform.train.rundir import run_directory
+
+    run_dir = run_directory(storage, name)
+    with run_dir.lock(job=job):
+        if fresh:
+            run_dir.clear(what="--fresh")  # refused, deleting nothing, unless every file is ours
+        run_dir.claim(job=job)
+        yield run_dir
 
 
 # -------------------------------------------------------------------------------------- main
@@ -517,13 +560,8 @@ def run_pretrain(job: PretrainJob, *, source: str = "<job>", fresh: bool = False
     The run directory (checkpoint.storage_path/name) is locked while the job runs; `fresh`
     deletes only the files Ray Train and this job wrote there (hyena_platform.train.rundir).
     """
-    from hyena_platform.train.rundir import run_directory
-
-    run_dir = run_directory(storage_uri(job.checkpoint.storage_path), job.run_name(source))
-    with run_dir.lock(job=f"hyena pretrain {source}"):
-        if fresh:
-            run_dir.clear(what="--fresh")  # refused, deleting nothing, unless every file is ours
-        run_dir.claim(job=f"hyena pretrain {source}")
+    with owned_run_directory(storage_uri(job.checkpoint.storage_path), job.run_name(source), fresh=fresh,
+                             job=f"hyena pretrain {source}"):
         return _run_pretrain(job, source=source, fresh=fresh, progress=progress, ray_logs=ray_logs)
 
 
@@ -537,7 +575,7 @@ def _run_pretrain(job: PretrainJob, *, source: str, fresh: bool, progress: Progr
         return run
     run_id = run
     clock.lap("tracking_setup")
-    try:
+    with ending_run(plan.tracking, run_id):
         start_ray(job.scaling.address, worker_logs=ray_logs)
         check_resources(job.scaling)  # a request the cluster cannot meet would wait forever, silently
         clock.lap("ray_init")
@@ -552,15 +590,11 @@ def _run_pretrain(job: PretrainJob, *, source: str, fresh: bool, progress: Progr
         check_outcome(plan, run_id, result)
         version, summaries = register(plan, run_id, result, data)
         clock.lap("register")
-        finish_run(plan, run_id, result, data.data_hash, version, summaries, clock.timings)
-    except TrainingDivergedError:
-        raise
-    except KeyboardInterrupt:  # the checkpoints stay: rerunning the job resumes; nothing registered
-        tracking.end_run(plan.tracking, run_id, "KILLED")
-        raise
-    except BaseException:
-        tracking.end_run(plan.tracking, run_id, "FAILED")
-        raise
+        finish_run(plan, run_id, version, {
+            "checkpoint": result.checkpoint.path, "data_hash": data.data_hash,
+            "stages": [{**dataclasses.asdict(s), "val_perplexity": s.val_perplexity,
+                        "val_bits_per_base": s.val_bits_per_base} for s in summaries],
+            "timings_s": clock.timings})
     tcfg = plan.tracking
     return PretrainResult(
         run_id=run_id, run_name=plan.name, tracking_uri=tcfg.uri, experiment=tcfg.experiment,

@@ -9,9 +9,10 @@ One call of `train_loop_per_worker` per worker process; it reads like its table 
         validate_if_due(...)                 # held-out loss at stage ends and every val_every
         reporter.report(...)                 # Reporter: metrics + checkpoint to ray.train.report
 
-A fine-tuning job reuses these as they are: its own `WorkerConfig` (a TrainSection, stages, the
-model to start from) and its own batches; `set_up_worker`, `train_step`, `validate`, `Reporter`
-and `save_checkpoint` do not know which objective the model's ``labels`` train.
+A fine-tuning job (hyena_platform.finetune.loop) reuses these as they are: its `WorkerConfig`
+names a task head (`head`, `task`), its batches carry an ``attention_mask`` and its loss takes
+class weights (`Worker.loss_kwargs`); `set_up_worker`, `train_step`, `Reporter`,
+`save_checkpoint` and `flush_reports` do not know which objective the model's ``labels`` train.
 
 Reports: every `train.log_every` steps, at each checkpoint, at each validation and at the end,
 all workers call ``ray.train.report`` (a barrier). Rank 0's report carries the per-step metrics
@@ -59,6 +60,9 @@ class WorkerConfig:
     torch_threads: int
     init_weights: Any = None  # ObjectRef of a state dict, or None: fresh weights
     val_sets: dict[int, Any] = field(default_factory=dict)  # length -> ObjectRef of (input_ids, labels)
+    head: dict[str, Any] | None = None  # hyena.heads.HeadConfig.to_dict(): a task model instead of the LM
+    task: str = ""  # with head: "sequence" or "token" (hyena.heads.TASK_MODELS)
+    freeze_backbone: bool = False  # with head: train the head only
 
     @property
     def total_steps(self) -> int:
@@ -101,6 +105,7 @@ class Worker:
     position: DataPosition | None = None  # restored data position of this rank
     resumed_from: int | None = None
     replay: dict[str, Any] = field(default_factory=dict)  # metrics reported with the checkpoint
+    loss_kwargs: dict[str, Any] = field(default_factory=dict)  # extra loss arguments (class_weights)
 
 
 def set_up_worker(cfg: WorkerConfig) -> Worker:
@@ -108,16 +113,16 @@ def set_up_worker(cfg: WorkerConfig) -> Worker:
     import ray.train
     import ray.train.torch
 
-    from hyena import HyenaConfig, HyenaDNAForCausalLM
-
     torch.set_num_threads(cfg.torch_threads)
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank (DDP also broadcasts)
-    model = HyenaDNAForCausalLM(HyenaConfig.from_dict(cfg.model_config))
+    model = build_model(cfg)
     if cfg.init_weights is not None:
         model.load_state_dict(ray.get(cfg.init_weights))
+    if cfg.freeze_backbone:
+        model.freeze_backbone(True)
     if cfg.train.activation_checkpointing:
         model.set_activation_checkpointing(True)
     model.to(device)
@@ -132,6 +137,18 @@ def set_up_worker(cfg: WorkerConfig) -> Worker:
         torch.manual_seed(cfg.train.seed * 1000 + 17 + rank)
     worker.ddp = ray.train.torch.prepare_model(model) if world > 1 else model
     return worker
+
+
+def build_model(cfg: WorkerConfig) -> torch.nn.Module:
+    """The language model, or with `cfg.head` a hyena.heads task model on the same backbone."""
+    from hyena import HyenaConfig, HyenaDNAForCausalLM
+
+    config = HyenaConfig.from_dict(cfg.model_config)
+    if cfg.head is None:
+        return HyenaDNAForCausalLM(config)
+    from hyena.heads import TASK_MODELS, HeadConfig
+
+    return TASK_MODELS[cfg.task](config, HeadConfig.from_dict(cfg.head))
 
 
 def restore(worker: Worker) -> None:
@@ -206,11 +223,12 @@ def _shard(stage: Stage):
 @dataclass(frozen=True)
 class StepStats:
     loss: float  # mean over workers
-    tokens: int  # non-pad labels, all workers
+    tokens: int  # non-pad labels (real tokens with an attention mask), all workers
     grad_norm: float
     lr: float
     data_s: float
     compute_s: float
+    examples: int = 0  # sequences in the step, all workers
 
     @property
     def finite(self) -> bool:
@@ -226,6 +244,7 @@ def train_step(worker: Worker, stage: Stage, batches: Iterator[dict], data: Stag
     data_s = compute_s = 0.0
     loss_sum = torch.zeros((), device=worker.device)
     tokens = torch.zeros((), device=worker.device)
+    examples = 0
     ddp.train()
     for micro in range(stage.grad_accum):
         t0 = time.perf_counter()
@@ -233,15 +252,18 @@ def train_step(worker: Worker, stage: Stage, batches: Iterator[dict], data: Stag
         t1 = time.perf_counter()
         data_s += t1 - t0
         x = batch["input_ids"].to(worker.device, non_blocking=True)  # (B, L)
-        y = batch["labels"].to(worker.device, non_blocking=True)  # (B, L)
+        y = batch["labels"].to(worker.device, non_blocking=True)  # (B, L) next tokens, or task labels
+        mask = batch.get("attention_mask")  # task batches: right padding marked
+        inputs = {} if mask is None else {"attention_mask": mask.to(worker.device, non_blocking=True)}
         last = micro == stage.grad_accum - 1
         sync = contextlib.nullcontext() if (last or ddp is model) else ddp.no_sync()
         with sync:
             with worker.autocast():
-                loss = ddp(x, labels=y).loss / stage.grad_accum
+                loss = ddp(x, labels=y, **inputs, **worker.loss_kwargs).loss / stage.grad_accum
             loss.backward()
         loss_sum += loss.detach()
-        tokens += (y != PAD).sum()
+        examples += x.shape[0]
+        tokens += (y != PAD).sum() if mask is None else inputs["attention_mask"].sum()
         data.consumed += 1
         compute_s += time.perf_counter() - t1
     t2 = time.perf_counter()
@@ -252,13 +274,14 @@ def train_step(worker: Worker, stage: Stage, batches: Iterator[dict], data: Stag
         torch.distributed.all_reduce(stats)
     lr = worker.optimizer.param_groups[0]["lr"]
     out = StepStats(float(stats[0]) / worker.world, int(stats[1]), float(stats[2]) / worker.world, lr,
-                    data_s, 0.0)
+                    data_s, 0.0, examples * worker.world)
     if out.finite:
         worker.optimizer.step()
         worker.scheduler.step()
         worker.step += 1
     worker.optimizer.zero_grad(set_to_none=True)
-    return StepStats(out.loss, out.tokens, out.grad_norm, lr, data_s, compute_s + time.perf_counter() - t2)
+    return StepStats(out.loss, out.tokens, out.grad_norm, lr, data_s, compute_s + time.perf_counter() - t2,
+                     out.examples)
 
 
 # ------------------------------------------------------------------------------- reports
@@ -280,7 +303,8 @@ class Reporter:
         self.t_start = self.t_prev = time.perf_counter()
         self.cpu_prev = time.process_time()  # this worker process's CPU time, all its threads
 
-    def record_step(self, stage: Stage, stats: StepStats) -> None:
+    def record_step(self, stage: Stage, stats: StepStats, **extra: float) -> None:
+        """One row of per-step metrics (rank 0); `extra` adds fields (a fine-tuning epoch, ...)."""
         now, cpu_now = time.perf_counter(), time.process_time()
         step_s, self.t_prev = now - self.t_prev, now
         cpu_s, self.cpu_prev = cpu_now - self.cpu_prev, cpu_now
@@ -290,15 +314,18 @@ class Reporter:
                 "stage": stage.index, "seq_len": stage.length, "tokens": stats.tokens,
                 "tokens_per_s": stats.tokens / step_s, "step_s": step_s, "data_s": stats.data_s,
                 "compute_s": stats.compute_s, "cpu_s": cpu_s, "time_s": now - self.t_start,
+                "examples_per_s": stats.examples / step_s, **extra,
             })
 
-    def record_validation(self, stage: Stage, loss: float, count: int, stage_end: bool) -> None:
+    def record_validation(self, row: dict[str, Any]) -> None:
+        """One validation's metrics at the current step (rank 0)."""
         if self.worker.rank == 0:
-            self.val.append({"step": self.worker.step, "stage": stage.index, "seq_len": stage.length,
-                             "loss": loss, "tokens": count, "stage_end": stage_end})
+            self.val.append({"step": self.worker.step, **row})
 
-    def report(self, event: str, *, data: StageData | None = None, extra: dict | None = None) -> None:
-        """Report; with `data`, also save a checkpoint (this worker's data position included)."""
+    def report(self, event: str, *, data: StageData | None = None, extra: dict | None = None,
+               meta: dict | None = None, write: Callable[[Path], None] | None = None, suffix: str = "") -> None:
+        """Report; with `data`, also save a checkpoint (this worker's data position included;
+        `meta`, `write` and `suffix` as for `save_checkpoint`)."""
         import ray.train
 
         w = self.worker
@@ -309,7 +336,8 @@ class Reporter:
                            last_report_s=self.last_report_s, **(extra or {}))
         t0 = time.perf_counter()
         if data is not None:
-            save_checkpoint(w, stage, data, metrics, {"history": self.history, "val": self.val})
+            save_checkpoint(w, stage, data, metrics, {"history": self.history, "val": self.val},
+                            meta=meta, write=write, suffix=suffix)
         else:
             ray.train.report(metrics)
         self.last_report_s = time.perf_counter() - t0
@@ -317,20 +345,28 @@ class Reporter:
         self.history, self.val, self.events = [], [], []
 
 
-def save_checkpoint(worker: Worker, stage: Stage, data: StageData, metrics: dict, reported: dict) -> None:
-    """Write this worker's part of a checkpoint and report it (Ray Train merges the ranks' files)."""
+def save_checkpoint(worker: Worker, stage: Stage, data: StageData, metrics: dict, reported: dict, *,
+                    meta: dict | None = None, write: Callable[[Path], None] | None = None, suffix: str = "") -> None:
+    """Write this worker's part of a checkpoint and report it (Ray Train merges the ranks' files).
+
+    `data` is any batch source with `current` (its stage) and `consumed` (micro-batches);
+    `meta` adds to meta.json and `write(directory)` adds files (rank 0: a fine-tuning run's best
+    model); `suffix` ends the directory name (checkpoint_00000120_final)."""
     import ray.train
 
     with tempfile.TemporaryDirectory(prefix="hyena-ckpt-") as tmp:
         tmp_path = Path(tmp)
         if worker.rank == 0:
             save_shared(tmp_path, worker.model, worker.optimizer, worker.scheduler, step=worker.step,
-                        meta={"stage": stage.index, "total_steps": worker.cfg.total_steps, "length": stage.length})
+                        meta={"stage": stage.index, "total_steps": worker.cfg.total_steps, "length": stage.length,
+                              **(meta or {})})
             save_reported(tmp_path, reported)
+            if write is not None:
+                write(tmp_path)
         current = data.current.index if data.current else stage.index
         save_rank(tmp_path, worker.rank, DataPosition(current, data.consumed))
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp),
-                         checkpoint_dir_name=f"checkpoint_{worker.step:08d}")
+                         checkpoint_dir_name=f"checkpoint_{worker.step:08d}{suffix}")
 
 
 # ------------------------------------------------------------------------------- the loop
@@ -355,28 +391,35 @@ def train_loop_per_worker(config: dict) -> dict:
         stage = stage_at(cfg.stages, worker.step)
         stats = train_step(worker, stage, data.batches_for(stage, worker.step), data)
         if not stats.finite:
-            message = (f"non-finite loss ({stats.loss}) or gradient norm ({stats.grad_norm}) at step "
-                       f"{worker.step + 1} (stage {stage.index}, length {stage.length}); the weights were not updated")
-            reporter.report("stopped", extra={"message": message})
-            _flush_reports(worker.rank, worker.step)
-            return {"status": "stopped", "step": worker.step, "message": message}
+            return stop_non_finite(worker, reporter, stats, f" (stage {stage.index}, length {stage.length})")
         reporter.record_step(stage, stats)
         step = worker.step
         stage_done = step == stage.end_step
         if stage_done or (cfg.train.val_every and step % cfg.train.val_every == 0):
             loss, count = validate(worker, ray.get(cfg.val_sets[stage.length]), stage.micro_batch)
-            reporter.record_validation(stage, loss, count, stage_done)
+            reporter.record_validation({"stage": stage.index, "seq_len": stage.length, "loss": loss,
+                                        "tokens": count, "stage_end": stage_done})
         save = step % cfg.checkpoint_every == 0 or step == total
         if save or stage_done or step % cfg.train.log_every == 0:
             # its time counts in the next step_s
             reporter.report("done" if step == total else "progress", data=data if save else None)
     if worker.resumed_from == total:
         reporter.report("done")  # rerun of a finished run: nothing to do
-    _flush_reports(worker.rank, worker.step)
+    flush_reports(worker.rank, worker.step)
     return {"status": "done", "step": worker.step, "message": ""}
 
 
-def _flush_reports(rank: int, step: int) -> None:
+def stop_non_finite(worker: Worker, reporter: Reporter, stats: StepStats, where: str = "") -> dict:
+    """Report a non-finite step (the weights were left as they were) and end the loop's attempt;
+    the driver turns the returned status into TrainingDivergedError, registering nothing."""
+    message = (f"non-finite loss ({stats.loss}) or gradient norm ({stats.grad_norm}) at step {worker.step + 1}"
+               f"{where}; the weights were not updated")
+    reporter.report("stopped", extra={"message": message})
+    flush_reports(worker.rank, worker.step)
+    return {"status": "stopped", "step": worker.step, "message": message}
+
+
+def flush_reports(rank: int, step: int) -> None:
     """One last, empty report. A worker's report sits in a one-slot queue that the controller
     polls; a poll racing with the end of the training thread can see "no report, not running"
     and finish the run without the last report. This report blocks until the real last one

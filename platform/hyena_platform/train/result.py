@@ -35,8 +35,25 @@ class StageSummary:
         return None if self.val_loss is None else self.val_loss / LN2
 
 
+class RegisteredVersion:
+    """What a job's result says about the model version it registered (or reused): its URIs.
+    Needs `model_name`, `model_version` and `alias` (PretrainResult, FinetuneResult)."""
+
+    model_name: str
+    model_version: int
+    alias: str
+
+    @property
+    def model_uri(self) -> str:
+        return f"models:/{self.model_name}@{self.alias}"
+
+    @property
+    def version_uri(self) -> str:
+        return f"models:/{self.model_name}/{self.model_version}"
+
+
 @dataclass(frozen=True)
-class PretrainResult:
+class PretrainResult(RegisteredVersion):
     run_id: str
     run_name: str
     tracking_uri: str
@@ -52,14 +69,6 @@ class PretrainResult:
     tokens_per_s: float | None  # median over logged steps
     reused: bool = False  # True when the run had already finished and nothing was trained
     timings: dict[str, float] = field(default_factory=dict)  # seconds per driver phase
-
-    @property
-    def model_uri(self) -> str:
-        return f"models:/{self.model_name}@{self.alias}"
-
-    @property
-    def version_uri(self) -> str:
-        return f"models:/{self.model_name}/{self.model_version}"
 
     @property
     def final_perplexity(self) -> float | None:
