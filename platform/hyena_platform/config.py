@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence, TypeVar, get_args, get_origin
 
 import yaml
-from pydantic import ConfigDict, TypeAdapter, ValidationError, field_validator
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 from pydantic_core import PydanticCustomError
 
@@ -46,6 +46,11 @@ def section(cls: type[T]) -> type[T]:
     """Decorator for a job section: a frozen pydantic dataclass with strict keys and scalars."""
     cls._strict_scalars = field_validator("*", mode="before")(_strict_scalars)  # type: ignore[attr-defined]
     return pydantic_dataclass(cls, frozen=True, config=SECTION_CONFIG)
+
+
+def kind_field(kind: str) -> Any:
+    """A job file's `kind:` (what it is): `hyena run FILE` runs it as `hyena KIND`."""
+    return Field(kind, description=f"what this file is; `hyena run FILE` runs it as `hyena {kind}`")
 
 
 def _strict_scalars(cls: type, value: Any, info: Any) -> Any:

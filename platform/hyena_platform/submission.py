@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+from typing import Any
 
 from pydantic import Field
 
@@ -102,6 +103,12 @@ class SubmissionSection:
         reserved = sorted(k for k in self.metadata if k.startswith("hyena."))
         if reserved:
             raise ValueError(f"submission.metadata.{reserved[0]}: keys starting with 'hyena.' are set by hyena submit")
+
+
+def submission_field(command: str) -> Any:
+    """A job's `submission:` section, which `command` (the job itself) ignores."""
+    return Field(default_factory=SubmissionSection, description=(
+        f"`hyena submit` settings (runtime_env, entrypoint resources, id, metadata); ignored by `{command}`."))
 
 
 def format_submission_id(template: str, *, job: str, user: str, now: float | None = None) -> str:

@@ -13,7 +13,7 @@ from typing import Literal, Sequence
 
 from pydantic import Field
 
-from hyena_platform.config import load_config, section
+from hyena_platform.config import kind_field, load_config, section
 from hyena_platform.data.config import DataConfig
 from hyena_platform.ray_setup import start_ray
 
@@ -23,8 +23,7 @@ class ShardJob:
     """A `hyena shard` job file."""
 
     output: str = Field(description="the shard directory or URI (s3://, gs://, ... anything pyarrow supports)")
-    kind: Literal["shard"] = Field("shard", description=(
-        "what this file is; `hyena run FILE` runs it as `hyena shard`"))
+    kind: Literal["shard"] = kind_field("shard")
     data: DataConfig = Field(default_factory=DataConfig)
     overwrite: bool = Field(False, description="replace an existing (complete or interrupted) shard directory")
     address: str | None = Field(None, description="Ray cluster; None: $RAY_ADDRESS, else a local Ray")

@@ -14,9 +14,9 @@ from typing import Any, Literal, Sequence
 
 from pydantic import Field
 
-from hyena_platform.config import load_config, section, to_dict
+from hyena_platform.config import kind_field, load_config, section, to_dict
 from hyena_platform.score.config import ComputeSection, ModelSection, ResultOutputSection, TrackingSection
-from hyena_platform.submission import SubmissionSection
+from hyena_platform.submission import SubmissionSection, submission_field
 
 
 @section
@@ -87,15 +87,13 @@ class EmbedTrackingSection(TrackingSection):
 class EmbedJob:
     model: ModelSection
     output: OutputSection
-    kind: Literal["embed"] = Field("embed", description=(
-        "what this file is; `hyena run FILE` runs it as `hyena embed`"))
+    kind: Literal["embed"] = kind_field("embed")
     input: InputSection = Field(default_factory=InputSection)
     embedding: EmbeddingSection = Field(default_factory=EmbeddingSection)
     compute: ComputeSection = Field(default_factory=ComputeSection)
     tracking: EmbedTrackingSection = Field(default_factory=EmbedTrackingSection)
     address: str | None = Field(None, description="Ray cluster; null: $RAY_ADDRESS, else a local Ray")
-    submission: SubmissionSection = Field(default_factory=SubmissionSection, description=(
-        "`hyena submit` settings (runtime_env, entrypoint resources, id, metadata); ignored by `hyena embed`."))
+    submission: SubmissionSection = submission_field("hyena embed")
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)

@@ -14,7 +14,7 @@ from typing import Any, Literal, Sequence
 
 from pydantic import Field
 
-from hyena_platform.config import apply_overrides, from_mapping, load_yaml_mapping, section, to_dict
+from hyena_platform.config import apply_overrides, from_mapping, kind_field, load_yaml_mapping, section, to_dict
 from hyena_platform.finetune.data_config import FinetuneDataConfig
 from hyena_platform.finetune.kmer import BaselineConfig
 from hyena_platform.finetune.metrics import METRICS
@@ -113,8 +113,7 @@ class FinetuneTrackingConfig(TrackingConfig):
 
 @section
 class FinetuneJob:
-    kind: Literal["finetune"] = Field("finetune", description=(
-        "what this file is; `hyena run FILE` runs it as `hyena finetune`"))
+    kind: Literal["finetune"] = kind_field("finetune")
     model: BaseModelSection = Field(default_factory=BaseModelSection)
     task: TaskSection = Field(default_factory=TaskSection)
     data: FinetuneDataConfig = Field(default_factory=FinetuneDataConfig)

@@ -23,7 +23,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 from pydantic import Field
 
-from hyena_platform.config import apply_overrides, from_mapping, load_yaml_mapping, section
+from hyena_platform.config import apply_overrides, from_mapping, kind_field, load_yaml_mapping, section
 from hyena_platform.errors import InputError
 from hyena_platform.finetune.data_config import Crop
 from hyena_platform.submission import SubmissionSection
@@ -75,8 +75,7 @@ class PredictJob:
     model: PredictModelSection = Field(default_factory=PredictModelSection)
     input: PredictInputSection = Field(default_factory=PredictInputSection)
     output: str = Field("predictions", description="output directory")
-    kind: Literal["predict"] = Field("predict", description=(
-        "what this file is; `hyena run FILE` runs it as `hyena predict`"))
+    kind: Literal["predict"] = kind_field("predict")
     compute: PredictComputeSection = Field(default_factory=PredictComputeSection)
     tracking: PredictTrackingSection = Field(default_factory=PredictTrackingSection)
     submission: SubmissionSection = Field(default_factory=SubmissionSection)

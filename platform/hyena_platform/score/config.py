@@ -17,9 +17,9 @@ from typing import Any, Literal, Sequence
 
 from pydantic import Field
 
-from hyena_platform.config import from_mapping, load_config, section, to_dict
+from hyena_platform.config import from_mapping, kind_field, load_config, section, to_dict
 from hyena_platform.data.config import GenomeSection
-from hyena_platform.submission import SubmissionSection
+from hyena_platform.submission import SubmissionSection, submission_field
 from hyena_platform.tracking import DEFAULT_URI, TrackingConfig
 
 
@@ -214,10 +214,8 @@ class ScoreJob:
     baseline: BaselineSection = Field(default_factory=BaselineSection)
     tracking: TrackingSection = Field(default_factory=TrackingSection)
     address: str | None = Field(None, description="Ray cluster; null: $RAY_ADDRESS, else a local Ray")
-    kind: Literal["score"] = Field("score", description=(
-        "what this file is; `hyena run FILE` runs it as `hyena score`"))
-    submission: SubmissionSection = Field(default_factory=SubmissionSection, description=(
-        "`hyena submit` settings (runtime_env, entrypoint resources, id, metadata); ignored by `hyena score`."))
+    kind: Literal["score"] = kind_field("score")
+    submission: SubmissionSection = submission_field("hyena score")
 
     def validate(self) -> None:
         from hyena_platform.local_ray import check_address

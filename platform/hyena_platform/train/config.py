@@ -21,10 +21,10 @@ from pydantic import Field
 from hyena import HyenaConfig
 from hyena.config import VARIANTS, ConfigValueError
 
-from hyena_platform.config import from_mapping, load_config, section, to_dict
+from hyena_platform.config import from_mapping, kind_field, load_config, section, to_dict
 from hyena_platform.data.config import DataConfig
 from hyena_platform.errors import ConfigError
-from hyena_platform.submission import SubmissionSection
+from hyena_platform.submission import SubmissionSection, submission_field
 from hyena_platform.tracking import TrackingConfig
 from hyena_platform.train.schedule import ScheduleError, Stage, plan_stages
 
@@ -217,16 +217,14 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 @section
 class PretrainJob:
-    kind: Literal["pretrain"] = Field("pretrain", description=(
-        "what this file is; `hyena run FILE` runs it as `hyena pretrain`"))
+    kind: Literal["pretrain"] = kind_field("pretrain")
     model: ModelSection = Field(default_factory=ModelSection)
     data: DataConfig = Field(default_factory=DataConfig)
     train: TrainSection = Field(default_factory=TrainSection)
     scaling: ScalingSection = Field(default_factory=ScalingSection)
     checkpoint: CheckpointSection = Field(default_factory=CheckpointSection)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
-    submission: SubmissionSection = Field(default_factory=SubmissionSection, description=(
-        "`hyena submit` settings (runtime_env, entrypoint resources, id, metadata); ignored by `hyena pretrain`."))
+    submission: SubmissionSection = submission_field("hyena pretrain")
 
     def run_name(self, source: str | Path | None = None) -> str:
         """checkpoint.name, else the job file's stem (jobs/pretrain_local.yaml -> pretrain_local)."""

@@ -31,7 +31,7 @@ from typing import Any, Callable, Literal, Sequence
 
 from pydantic import Field
 
-from hyena_platform.config import apply_overrides, from_mapping, load_yaml_mapping, section
+from hyena_platform.config import apply_overrides, from_mapping, kind_field, load_yaml_mapping, section
 from hyena_platform.errors import ConfigError
 
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's own tag: the UI nests the trials under the sweep
@@ -43,8 +43,7 @@ _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 class SweepJob:
     """A sweep: one pretraining job, many override sets."""
 
-    kind: Literal["sweep"] = Field("sweep", description=(
-        "what this file is; `hyena run FILE` runs it as `hyena sweep`"))
+    kind: Literal["sweep"] = kind_field("sweep")
     job: str = Field("", description="the pretraining job file every trial runs, relative to this sweep file")
     name: str | None = Field(None, description=(
         "parent MLflow run name, prefix of the trials' run names and aliases; null = the sweep file's stem"))

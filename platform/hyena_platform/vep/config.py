@@ -15,12 +15,12 @@ from typing import Any, Literal, Sequence
 
 from pydantic import Field
 
-from hyena_platform.config import apply_overrides, from_mapping, load_yaml_mapping, section, to_dict
+from hyena_platform.config import apply_overrides, from_mapping, kind_field, load_yaml_mapping, section, to_dict
 from hyena_platform.data.config import GenomeSection
 from hyena_platform.score.config import (
     ComputeSection, ModelSection, ResultOutputSection, TrackingSection,
 )
-from hyena_platform.submission import SubmissionSection
+from hyena_platform.submission import SubmissionSection, submission_field
 
 
 @section
@@ -104,9 +104,8 @@ class VepJob:
         "batch_size: sequences per call, 4 per variant"))
     tracking: VepTrackingSection = Field(default_factory=VepTrackingSection)
     address: str | None = Field(None, description="Ray cluster; null: $RAY_ADDRESS, else a local Ray")
-    kind: Literal["vep"] = Field("vep", description="what this file is; `hyena run FILE` runs it as `hyena vep`")
-    submission: SubmissionSection = Field(default_factory=SubmissionSection, description=(
-        "`hyena submit` settings (runtime_env, entrypoint resources, id, metadata); ignored by `hyena vep`."))
+    kind: Literal["vep"] = kind_field("vep")
+    submission: SubmissionSection = submission_field("hyena vep")
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
