@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Callable, Iterator
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, TypeVar
 
 from hyena_platform.errors import ConfigError, user_errors_from_ray
+from hyena_platform.outputs import now
 from hyena_platform.ray_setup import start_ray
 
 
@@ -103,6 +106,42 @@ def record_failure(err: BaseException, attempt: dict[str, Any], manifest: dict[s
     save()
     if run is not None:
         end_run_quietly(run, "KILLED" if status == "interrupted" else "FAILED")
+
+
+_Plan = TypeVar("_Plan")
+_Result = TypeVar("_Result")
+
+
+def run_locked(output_path: str, *, job: str, plan: Callable[[], _Plan], output: Callable[[Path], Any],
+               body: Callable[[_Plan, Any, Path, float], _Result]) -> _Result:
+    """The frame of every batch job: `plan()` makes every input check before anything is written,
+    then `body(plan, out, root, t_start)` runs with the output directory `output(root)` locked,
+    so that two jobs never write one directory (`job` names the holder in the lock)."""
+    t_start = time.perf_counter()
+    planned = plan()
+    root = Path(output_path).expanduser().resolve()
+    out = output(root)
+    with out.lock(job=job):
+        return body(planned, out, root, t_start)
+
+
+def run_attempt(manifest: dict[str, Any], save: Callable[[], Any], run: tuple[Any, str] | None,
+                body: Callable[[dict[str, Any]], _Result],
+                finish_run: Callable[[tuple[Any, str], _Result], None]) -> _Result:
+    """One attempt of a batch job, recorded in its manifest (`save` writes it): started, then
+    whatever `body(attempt)` records, or failed / interrupted (record_failure) if it raises. The
+    MLflow run is finished only after the results are complete, whatever happens to it then."""
+    attempt: dict[str, Any] = {"started": now(), "status": "running"}
+    manifest["attempts"].append(attempt)
+    save()
+    try:
+        result = body(attempt)
+    except BaseException as err:
+        record_failure(err, attempt, manifest, save, run, finished=now())
+        raise
+    if run is not None:
+        finish_run(run, result)
+    return result
 
 
 def max_rss_mb() -> float:

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from hyena_platform.batch import (
-    Progress, check_resources, init_ray, max_rss_mb, record_failure, run_pool, table_from_bytes, table_to_bytes,
+    Progress, check_resources, init_ray, max_rss_mb, run_attempt, run_locked, run_pool, table_from_bytes,
+    table_to_bytes,
 )
 from hyena_platform.data.fasta import content_digest
 from hyena_platform.embed.config import EmbedJob
@@ -106,12 +107,11 @@ def run_embed(job: EmbedJob, *, source: str = "<job>", overwrite: bool = False, 
               progress: Progress | None = None, model: ResolvedModel | None = None) -> EmbedResult:
     """Embed `job`'s inputs: checks, the Ray pipeline, the manifest, the MLflow run."""
     emit = progress or (lambda event: None)
-    t0 = time.perf_counter()
-    plan = plan_embed(job, source=source, model=model)  # every input check, before anything is written
-    root = Path(job.output.path).expanduser().resolve()
-    out = embed_output(root)
-    with out.lock(job=f"hyena embed {source}"):  # two jobs never write one directory
-        return _embed_locked(plan, out, root, overwrite=overwrite, fresh=fresh, emit=emit, source=source, t0=t0)
+    return run_locked(
+        job.output.path, job=f"hyena embed {source}", plan=lambda: plan_embed(job, source=source, model=model),
+        output=embed_output,
+        body=lambda plan, out, root, t0: _embed_locked(plan, out, root, overwrite=overwrite, fresh=fresh, emit=emit,
+                                                       source=source, t0=t0))
 
 
 def _embed_locked(plan: EmbedPlan, out: OutputDir, root: Path, *, overwrite: bool, fresh: bool,
@@ -131,10 +131,8 @@ def _embed_locked(plan: EmbedPlan, out: OutputDir, root: Path, *, overwrite: boo
         run = start_job_run(job.tracking.config(), "embed", root, fingerprint(plan.identity), plan.model,
                             job.to_dict(), params, link_kind="embedding")
     manifest = _manifest(plan, root, previous, run, source)
-    attempt = {"started": now(), "status": "running"}
-    manifest["attempts"].append(attempt)
-    write_manifest(root, manifest, fmt=FORMAT, version=FORMAT_VERSION)
-    try:
+
+    def body(attempt: dict[str, Any]) -> tuple[EmbedResult, dict[str, float]]:
         done = finished(plan, root)
         pending = [i for i in range(len(plan.chunks)) if i not in done]
         emit({"event": "start", "sequences": len(plan.items), "chunks": len(plan.chunks),
@@ -146,13 +144,11 @@ def _embed_locked(plan: EmbedPlan, out: OutputDir, root: Path, *, overwrite: boo
         manifest.update(status="complete", files=[chunk_path(root, i).relative_to(root).as_posix()
                                                   for i in range(len(plan.chunks))])
         path = write_manifest(root, manifest, fmt=FORMAT, version=FORMAT_VERSION)
-    except BaseException as err:
-        record_failure(err, attempt, manifest, lambda: write_manifest(root, manifest, fmt=FORMAT, version=FORMAT_VERSION), run, finished=now())
-        raise
-    result = EmbedResult(root, path, len(plan.items), len(plan.chunks), len(pending),
-                         time.perf_counter() - t0, run[1] if run else None)
-    if run is not None:
-        _finish_run(run, result, stats)
+        return EmbedResult(root, path, len(plan.items), len(plan.chunks), len(pending),
+                           time.perf_counter() - t0, run[1] if run else None), stats
+
+    result, _ = run_attempt(manifest, lambda: write_manifest(root, manifest, fmt=FORMAT, version=FORMAT_VERSION),
+                            run, body, lambda run, done: _finish_run(run, *done))
     return result
 
 

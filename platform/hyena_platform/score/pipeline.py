@@ -22,7 +22,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hyena_platform.batch import Progress, check_resources, init_ray, max_rss_mb, record_failure, run_pool
+from hyena_platform.batch import (
+    Progress, check_resources, init_ray, max_rss_mb, run_attempt, run_locked, run_pool,
+)
 from hyena_platform.outputs import now
 from hyena_platform.result_set import MANIFEST_NAME, manifest_header
 from hyena_platform.score.chunk_files import (
@@ -47,13 +49,12 @@ def run_score(job: ScoreJob, *, source: str = "<job>", overwrite: bool = False, 
     progress bars on or off (None: leave Ray Data's setting).
     """
     emit = progress or (lambda event: None)
-    t_start = time.perf_counter()
-    plan = plan_job(job, source=source, model=model)
-    root = Path(job.output.path).expanduser().resolve()
-    out = score_output(root)
-    with out.lock(job=f"hyena score {source}"):  # two jobs never write one directory
-        return _score_locked(job, plan, out, root, overwrite=overwrite, fresh=fresh, emit=emit,
-                             ray_logs=ray_logs, ray_progress=ray_progress, t_start=t_start)
+    return run_locked(
+        job.output.path, job=f"hyena score {source}", plan=lambda: plan_job(job, source=source, model=model),
+        output=score_output,
+        body=lambda plan, out, root, t_start: _score_locked(job, plan, out, root, overwrite=overwrite, fresh=fresh,
+                                                            emit=emit, ray_logs=ray_logs,
+                                                            ray_progress=ray_progress, t_start=t_start))
 
 
 def _score_locked(job: ScoreJob, plan: ScorePlan, out: Any, root: Path, *, overwrite: bool, fresh: bool,
@@ -66,50 +67,55 @@ def _score_locked(job: ScoreJob, plan: ScorePlan, out: Any, root: Path, *, overw
     out.claim(job="hyena score")
     run = tracking_start(plan, root) if job.tracking.log_run else None
     manifest = _manifest(plan, root, previous, run)
-    attempt = {"started": now(), "status": "running"}
-    manifest["attempts"].append(attempt)
-    write_manifest(root, manifest)
-    try:
-        done = finished_chunks(root, plan.chunks)
-        pending = [c for c in plan.chunks if c.index not in done]
-        emit({"event": "start", "chunks": len(plan.chunks), "pending": len(pending),
-              "bases": plan.bases, "pending_bases": sum(c.bases for c in pending),
-              "window": plan.window, "stride": plan.stride, "model": plan.model.resolved_uri,
-              "output": str(root)})
-        t0 = time.perf_counter()
-        timings = {"read_s": 0.0, "model_s": 0.0, "write_s": 0.0}
-        peak_rss = None
-        if pending:
-            init_ray(job.address, ray_logs, ray_progress)
-            check_resources(job.compute, job.address)
-            timings.update(_execute(plan, pending, root, emit))
-            peak_rss = timings.pop("replica_max_rss_mb")
-        timings["score_wall_s"] = time.perf_counter() - t0
-        emit({"event": "finalize"})
-        fin = finalize(root, plan.regions, plan.chunks, tracks=track_columns(job),
-                       track_format=job.output.track_format, bin_size=job.output.bin_size)
-        timings["finalize_s"] = fin.seconds
-        timings["total_s"] = time.perf_counter() - t_start
-        bases_scored = sum(c.bases for c in pending)
-        attempt.update(status="complete", finished=now(), chunks_scored=len(pending),
-                       chunks_skipped=len(plan.chunks) - len(pending), bases_scored=bases_scored,
-                       timings=timings, replica_max_rss_mb=peak_rss,
-                       bases_per_s=bases_scored / timings["score_wall_s"] if pending else None)
-        manifest.update(status="complete", chromosomes=[s.to_dict() for s in fin.chromosomes],
-                        timings=_total_timings(manifest["attempts"]), files=_files(root, fin))
-        path = write_manifest(root, manifest)
-        result = ScoreResult(root, path, fin.track, fin.bins, plan.model.resolved_uri,
-                             manifest["chromosomes"], len(plan.chunks), len(pending), bases_scored,
-                             timings, run_id=run[1] if run else None,
-                             tracking_uri=run[0].uri if run else None,
-                             extra={"replica_max_rss_mb": peak_rss}, tracks=fin.tracks,
-                             baseline=plan.kmer.describe() if plan.kmer is not None else None)
-    except BaseException as err:
-        record_failure(err, attempt, manifest, lambda: write_manifest(root, manifest), run, finished=now())
-        raise
-    if run is not None:  # the scores are complete whatever happens to the MLflow run now
-        tracking_finish(run, result, fin)
+
+    def body(attempt: dict[str, Any]) -> tuple[ScoreResult, FinalizeResult]:
+        return _score(job, plan, root, manifest, attempt, run, emit=emit, ray_logs=ray_logs,
+                      ray_progress=ray_progress, t_start=t_start)
+
+    result, _ = run_attempt(manifest, lambda: write_manifest(root, manifest), run, body,
+                            lambda run, done: tracking_finish(run, *done))
     return result
+
+
+def _score(job: ScoreJob, plan: ScorePlan, root: Path, manifest: dict[str, Any], attempt: dict[str, Any],
+           run: tuple[Any, str] | None, *, emit: Progress, ray_logs: bool, ray_progress: bool | None,
+           t_start: float) -> tuple[ScoreResult, FinalizeResult]:
+    """Score the chunks not written yet, then finalize; `attempt` and `manifest` record it."""
+    done = finished_chunks(root, plan.chunks)
+    pending = [c for c in plan.chunks if c.index not in done]
+    emit({"event": "start", "chunks": len(plan.chunks), "pending": len(pending),
+          "bases": plan.bases, "pending_bases": sum(c.bases for c in pending),
+          "window": plan.window, "stride": plan.stride, "model": plan.model.resolved_uri,
+          "output": str(root)})
+    t0 = time.perf_counter()
+    timings = {"read_s": 0.0, "model_s": 0.0, "write_s": 0.0}
+    peak_rss = None
+    if pending:
+        init_ray(job.address, ray_logs, ray_progress)
+        check_resources(job.compute, job.address)
+        timings.update(_execute(plan, pending, root, emit))
+        peak_rss = timings.pop("replica_max_rss_mb")
+    timings["score_wall_s"] = time.perf_counter() - t0
+    emit({"event": "finalize"})
+    fin = finalize(root, plan.regions, plan.chunks, tracks=track_columns(job),
+                   track_format=job.output.track_format, bin_size=job.output.bin_size)
+    timings["finalize_s"] = fin.seconds
+    timings["total_s"] = time.perf_counter() - t_start
+    bases_scored = sum(c.bases for c in pending)
+    attempt.update(status="complete", finished=now(), chunks_scored=len(pending),
+                   chunks_skipped=len(plan.chunks) - len(pending), bases_scored=bases_scored,
+                   timings=timings, replica_max_rss_mb=peak_rss,
+                   bases_per_s=bases_scored / timings["score_wall_s"] if pending else None)
+    manifest.update(status="complete", chromosomes=[s.to_dict() for s in fin.chromosomes],
+                    timings=_total_timings(manifest["attempts"]), files=_files(root, fin))
+    path = write_manifest(root, manifest)
+    result = ScoreResult(root, path, fin.track, fin.bins, plan.model.resolved_uri,
+                         manifest["chromosomes"], len(plan.chunks), len(pending), bases_scored,
+                         timings, run_id=run[1] if run else None,
+                         tracking_uri=run[0].uri if run else None,
+                         extra={"replica_max_rss_mb": peak_rss}, tracks=fin.tracks,
+                         baseline=plan.kmer.describe() if plan.kmer is not None else None)
+    return result, fin
 
 
 def _manifest(plan: ScorePlan, root: Path, previous: dict[str, Any] | None,

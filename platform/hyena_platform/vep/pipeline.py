@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from hyena_platform.batch import (
-    Progress, check_resources, init_ray, max_rss_mb, record_failure, run_pool, table_from_bytes, table_to_bytes,
+    Progress, check_resources, init_ray, max_rss_mb, run_attempt, run_locked, run_pool, table_from_bytes,
+    table_to_bytes,
 )
 from hyena_platform.outputs import now
 from hyena_platform.result_set import check_output, fingerprint, manifest_header, write_manifest
@@ -60,37 +61,31 @@ def run_vep(job: VepJob, *, source: str = "<job>", overwrite: bool = False, fres
     the VCF. A rerun of the same job resumes unless `fresh`; results of another model, VCF or
     config in output.path are refused unless `overwrite` (or output.overwrite)."""
     emit = progress or (lambda event: None)
-    t_start = time.perf_counter()
-    plan = plan_job(job, source=source, model=model)
-    root = Path(job.output.path).expanduser().resolve()
-    out = vep_output(root)
-    with out.lock(job=f"hyena vep {source}"):  # two jobs never write one directory
-        previous = check_output(out, plan.identity, overwrite=overwrite or job.output.overwrite, fmt=FORMAT,
-                                command="hyena vep", model_uri=plan.model.resolved_uri)
-        if fresh and previous is not None:
-            clear_output(root)
-            previous = None
-        out.claim(job="hyena vep")
-        return _run_locked(plan, root, previous, emit, ray_logs, ray_progress, t_start)
+    return run_locked(
+        job.output.path, job=f"hyena vep {source}", plan=lambda: plan_job(job, source=source, model=model),
+        output=vep_output,
+        body=lambda plan, out, root, t_start: _run_locked(plan, out, root, overwrite, fresh, emit, ray_logs,
+                                                          ray_progress, t_start))
 
 
-def _run_locked(plan: VepPlan, root: Path, previous: dict[str, Any] | None, emit: Progress, ray_logs: bool,
+def _run_locked(plan: VepPlan, out: Any, root: Path, overwrite: bool, fresh: bool, emit: Progress, ray_logs: bool,
                 ray_progress: bool | None, t_start: float) -> VepResult:
     job = plan.job
+    previous = check_output(out, plan.identity, overwrite=overwrite or job.output.overwrite, fmt=FORMAT,
+                            command="hyena vep", model_uri=plan.model.resolved_uri)
+    if fresh and previous is not None:
+        clear_output(root)
+        previous = None
+    out.claim(job="hyena vep")
     run = _tracking_start(plan, root) if job.tracking.log_run else None
     manifest = _manifest(plan, root, previous, run)
-    attempt = {"started": now(), "status": "running"}
-    manifest["attempts"].append(attempt)
-    _write(root, manifest)
-    try:
+
+    def body(attempt: dict[str, Any]) -> VepResult:
         result = _run(plan, root, manifest, attempt, emit, ray_logs, ray_progress, t_start)
         result.run_id, result.tracking_uri = (run[1], run[0].uri) if run else (None, None)
-    except BaseException as err:
-        record_failure(err, attempt, manifest, lambda: _write(root, manifest), run, finished=now())
-        raise
-    if run is not None:  # the results are complete whatever happens to the MLflow run now
-        _tracking_finish(run, result)
-    return result
+        return result
+
+    return run_attempt(manifest, lambda: _write(root, manifest), run, body, _tracking_finish)
 
 
 def _run(plan: VepPlan, root: Path, manifest: dict[str, Any], attempt: dict[str, Any], emit: Progress,
