@@ -49,6 +49,22 @@ class ChromStats:
     def expected(self) -> int:
         return sum(e - s for s, e in self.regions)
 
+    def add(self, table, pos: np.ndarray) -> np.ndarray:
+        """Count one chunk's scores in; returns which of its positions are scored (not N)."""
+        lp = _floats(table["log_prob"])
+        valid = ~np.isnan(lp)
+        self.bases += pos.shape[0]
+        self.scored += int(valid.sum())
+        self.sum_log_prob += float(lp[valid].sum(dtype=np.float64))
+        self.sum_entropy += float(_floats(table["entropy"])[valid].sum(dtype=np.float64))
+        if "log_prob_mean" in table.column_names:
+            self.sum_log_prob_mean = (self.sum_log_prob_mean or 0.0) + \
+                float(_floats(table["log_prob_mean"])[valid].sum(dtype=np.float64))
+        if "bits_saved" in table.column_names:
+            self.sum_bits_saved = (self.sum_bits_saved or 0.0) + \
+                float(_floats(table["bits_saved"])[valid].sum(dtype=np.float64))
+        return valid
+
     @property
     def mean_log_likelihood(self) -> float:
         return self.sum_log_prob / self.scored if self.scored else float("nan")
@@ -99,8 +115,6 @@ def finalize(root: str | Path, regions: Sequence[Region], chunks: Sequence[Chunk
     CoverageError naming the problem."""
     import time
 
-    import pyarrow.parquet as pq
-
     t0 = time.perf_counter()
     root = Path(root)
     by_chrom: dict[str, list[Chunk]] = {}
@@ -111,49 +125,13 @@ def finalize(root: str | Path, regions: Sequence[Region], chunks: Sequence[Chunk
         s = stats.setdefault(r.chrom, ChromStats(r.chrom, r.length, []))
         s.regions.append((r.start, r.end))
     _check_no_stray_files(root, by_chrom)
-    writers = _open_tracks(root, tracks, track_format, [(s.name, s.length) for s in stats.values()],
-                           bases=sum(c.bases for c in chunks))
+    if tracks and track_format == "bigwig":
+        check_track_space(root, len(tracks) * sum(c.bases for c in chunks))
+    writers = _open_tracks(root, tracks, track_format, [(s.name, s.length) for s in stats.values()])
     bins = _Bins(bin_size) if bin_size else None
-    files = 0
     try:
         for chrom, chrom_chunks in by_chrom.items():
-            st = stats[chrom]
-            expected_next = None
-            for c in sorted(chrom_chunks, key=lambda c: c.start):
-                path = chunk_path(root, c)
-                if not path.exists():
-                    raise CoverageError(f"{chrom}:{c.start}-{c.end}: chunk file {path} is missing")
-                cols = ["pos", "log_prob", "entropy"]
-                names = pq.read_schema(path).names
-                cols += [c for c in ("log_prob_mean", "bits_saved") if c in names]
-                cols += [column for column in tracks if column not in cols]
-                table = pq.read_table(path, columns=cols)
-                files += 1
-                pos = table["pos"].to_numpy()
-                if pos.shape[0] != c.bases or pos[0] != c.start or pos[-1] != c.end - 1 or \
-                        (pos.shape[0] > 1 and not np.all(np.diff(pos) == 1)):
-                    raise CoverageError(f"{path}: positions are not exactly {c.start}..{c.end - 1} once each")
-                if expected_next is not None and c.start < expected_next:
-                    raise CoverageError(f"{chrom}: chunk {c.name} overlaps the previous chunk")
-                expected_next = c.end
-                lp = _floats(table["log_prob"])
-                valid = ~np.isnan(lp)
-                st.bases += pos.shape[0]
-                st.scored += int(valid.sum())
-                st.sum_log_prob += float(lp[valid].sum(dtype=np.float64))
-                st.sum_entropy += float(_floats(table["entropy"])[valid].sum(dtype=np.float64))
-                if "log_prob_mean" in table.column_names:
-                    st.sum_log_prob_mean = (st.sum_log_prob_mean or 0.0) + \
-                        float(_floats(table["log_prob_mean"])[valid].sum(dtype=np.float64))
-                if "bits_saved" in table.column_names:
-                    st.sum_bits_saved = (st.sum_bits_saved or 0.0) + \
-                        float(_floats(table["bits_saved"])[valid].sum(dtype=np.float64))
-                if bins is not None:
-                    bins.add(chrom, pos, table, valid)
-                for column, writer in writers.items():
-                    writer.add(chrom, pos, _floats(table[column]))
-            if st.bases != st.expected:
-                raise CoverageError(f"{chrom}: {st.bases:,} positions present, {st.expected:,} expected")
+            _add_chromosome(root, stats[chrom], chrom_chunks, tracks, bins, writers)
         for writer in writers.values():
             writer.close()
     except BaseException as err:
@@ -165,14 +143,12 @@ def finalize(root: str | Path, regions: Sequence[Region], chunks: Sequence[Chunk
         raise
     bins_path = bins.write(root / BINS_NAME) if bins is not None else None
     return FinalizeResult(list(stats.values()), {c: w.path for c, w in writers.items()}, bins_path,
-                          time.perf_counter() - t0, files)
+                          time.perf_counter() - t0, len(chunks))
 
 
-def _open_tracks(root: Path, tracks: Sequence[str], track_format: str, sizes: list[tuple[str, int]], *,
-                 bases: int) -> dict[str, "_TrackWriter"]:
-    """One writer per track column, after checking that the bigWigs have room."""
-    if tracks and track_format == "bigwig":
-        check_track_space(root, len(tracks) * bases)
+def _open_tracks(root: Path, tracks: Sequence[str], track_format: str,
+                 sizes: list[tuple[str, int]]) -> dict[str, _TrackWriter]:
+    """One track writer per column; none left half-open if one cannot be opened."""
     writers: dict[str, _TrackWriter] = {}
     try:
         for column in tracks:
@@ -182,6 +158,45 @@ def _open_tracks(root: Path, tracks: Sequence[str], track_format: str, sizes: li
             writer.close(keep=False)
         raise write_error(root, err) from None
     return writers
+
+
+def _add_chromosome(root: Path, st: ChromStats, chunks: list[Chunk], tracks: Sequence[str], bins: _Bins | None,
+                    writers: dict[str, _TrackWriter]) -> None:
+    """Read one chromosome's chunk files in position order into its stats, bins and tracks,
+    checking that they hold its scored positions exactly once."""
+    expected_next = None
+    for c in sorted(chunks, key=lambda c: c.start):
+        table, pos = _read_chunk(root, c, tracks)
+        if expected_next is not None and c.start < expected_next:
+            raise CoverageError(f"{st.name}: chunk {c.name} overlaps the previous chunk")
+        expected_next = c.end
+        valid = st.add(table, pos)
+        if bins is not None:
+            bins.add(st.name, pos, table, valid)
+        for column, writer in writers.items():
+            writer.add(st.name, pos, _floats(table[column]))
+    if st.bases != st.expected:
+        raise CoverageError(f"{st.name}: {st.bases:,} positions present, {st.expected:,} expected")
+
+
+def _read_chunk(root: Path, c: Chunk, tracks: Sequence[str]):
+    """(table, positions) of a chunk file: the columns finalize needs; its positions must be
+    exactly the chunk's, once each and in order."""
+    import pyarrow.parquet as pq
+
+    path = chunk_path(root, c)
+    if not path.exists():
+        raise CoverageError(f"{c.chrom}:{c.start}-{c.end}: chunk file {path} is missing")
+    cols = ["pos", "log_prob", "entropy"]
+    names = pq.read_schema(path).names
+    cols += [name for name in ("log_prob_mean", "bits_saved") if name in names]
+    cols += [column for column in tracks if column not in cols]
+    table = pq.read_table(path, columns=cols)
+    pos = table["pos"].to_numpy()
+    if pos.shape[0] != c.bases or pos[0] != c.start or pos[-1] != c.end - 1 or \
+            (pos.shape[0] > 1 and not np.all(np.diff(pos) == 1)):
+        raise CoverageError(f"{path}: positions are not exactly {c.start}..{c.end - 1} once each")
+    return table, pos
 
 
 # bigWig bytes per scored base, an upper bound: a fixed-step float per base, zlib-compressed (~no
