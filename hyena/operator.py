@@ -23,6 +23,7 @@ from torch import nn
 
 from hyena.config import HyenaConfig
 from hyena.ops import fast_fft_size, fft_conv, filter_spectrum
+from hyena.short_conv import short_conv
 
 
 class SequenceTooLongError(ValueError):
@@ -144,8 +145,7 @@ class HyenaFilter(nn.Module):
     def spectrum(self, length: int, fft_size: int) -> torch.Tensor:
         """rfft of the filter (C, fft_size // 2 + 1), complex64, cached in eval mode."""
         params = list(self.implicit_filter.parameters())
-        needs_grad = torch.is_grad_enabled() and any(p.requires_grad for p in params)
-        if self.training or needs_grad:  # a cached tensor would cut the autograd graph
+        if self.uncached():  # a cached tensor would cut the autograd graph
             return filter_spectrum(self.filter(length), fft_size)
         key = (length, fft_size, self.bias.device, tuple((p.data_ptr(), p._version) for p in params))
         cached = self._cache.get(key)
@@ -161,6 +161,11 @@ class HyenaFilter(nn.Module):
             while len(self._cache) > self.max_cache_entries:
                 self._cache.popitem(last=False)
         return spec
+
+    def uncached(self) -> bool:
+        """True when the filter must be recomputed with its graph (training, or gradients wanted)."""
+        needs_grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.implicit_filter.parameters())
+        return self.training or needs_grad
 
     def clear_cache(self) -> None:
         self._cache.clear()
@@ -194,27 +199,12 @@ class HyenaOperator(nn.Module):
 
     def _short_conv(self, z: torch.Tensor, in_bias: torch.Tensor | None = None,
                     rows: torch.Tensor | None = None) -> torch.Tensor:
-        """Causal depthwise conv over time of (z + in_bias), z (B, C, L) channels first.
-
-        out[t] = b + sum_j w[j] * (z + in_bias)[t - (K-1-j)], zero history before t = 0, as K
-        fused multiply-adds on shifted views. The bias term sum_j w[j] * in_bias is added once
-        and taken back at the first K-1 steps where tap j reaches before t = 0 (so the in_proj
-        output never needs its own bias pass; None when z already holds it). `rows` selects channels.
-        """
+        """Causal depthwise conv over time of (z + in_bias), z (B, C, L) channels first
+        (hyena.short_conv; in_bias None when z already holds it). `rows` selects channels."""
         weight, bias = self.short_filter.weight[:, 0], self.short_filter.bias  # (C, K), (C,)
         if rows is not None:
             weight, bias = weight[rows], bias[rows]
-        K, L = weight.shape[1], z.shape[-1]
-        folded = bias if in_bias is None else bias + in_bias * weight.sum(1)
-        w = weight.to(z.dtype)
-        out = torch.addcmul(folded.to(z.dtype)[:, None], z, w[:, K - 1:])
-        for j in range(K - 1):
-            shift = K - 1 - j
-            if shift < L:
-                out[..., shift:].addcmul_(z[..., :L - shift], w[:, j:j + 1])
-            if in_bias is not None:
-                out[..., :shift] -= (in_bias * weight[:, j]).to(z.dtype)[:, None]
-        return out
+        return short_conv(z, weight, bias, in_bias)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         """u (B, L, D) -> (B, L, D). Without autograd this runs the fused inference path."""
@@ -226,11 +216,15 @@ class HyenaOperator(nn.Module):
         z = self._short_conv(z, self.in_proj.bias)
         *xs, v = z.split(D, dim=1)
         fft_size = fast_fft_size(2 * L)
-        spec = self.filter_fn.spectrum(L, fft_size).view(self.order - 1, D, -1)
+        if self.filter_fn.uncached():  # taps: fft_conv's own backward gives their gradient directly
+            taps, spec = self.filter_fn.filter(L).view(self.order - 1, D, L), None
+        else:
+            taps, spec = None, self.filter_fn.spectrum(L, fft_size).view(self.order - 1, D, -1)
         bias = self.filter_fn.bias.view(self.order - 1, D)
         for o, x_i in enumerate(reversed(xs[1:])):
             v = self.dropout(v * x_i)  # (B, D, L)
-            v = fft_conv(v, bias=bias[o], k_spectrum=spec[o], fft_size=fft_size)
+            v = fft_conv(v, None if taps is None else taps[o], bias[o],
+                         k_spectrum=None if spec is None else spec[o], fft_size=fft_size)
         y = (v * xs[0]).transpose(1, 2)  # (B, L, D), a strided view: the GEMM reads it as is
         return torch.baddbmm(self.out_proj.bias, y, self.out_proj.weight.t().expand(B, -1, -1))
 

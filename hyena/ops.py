@@ -54,22 +54,76 @@ def fft_conv(
     """Causal long convolution of u (B, D, L) with per-channel filters k (D, L), plus bias * u.
 
     Computed in float32 for float32/bf16/fp16 inputs (half-precision FFTs lose too much), in
-    float64 for float64 inputs (the reference tests); the output has u's dtype. Pass `k_spectrum` (from `filter_spectrum`, with its `fft_size`) to reuse a
-    cached spectrum instead of k.
+    float64 for float64 inputs (the reference tests); the output has u's dtype. Pass `k_spectrum`
+    (from `filter_spectrum`, with its `fft_size`) to reuse a cached spectrum instead of k.
+    With autograd the backward is hand-written (`_FFTConv`): two real FFTs for u's gradient and
+    one per channel for k's, where autograd through rfft/irfft runs complex FFTs.
     """
     L = u.shape[-1]
     if fft_size is None:
         fft_size = fast_fft_size(2 * L)
-    if k_spectrum is None:
-        if k is None:
-            raise TypeError("fft_conv needs k or k_spectrum")
-        k_spectrum = filter_spectrum(k[..., :L], fft_size)
+    if k_spectrum is None and k is None:
+        raise TypeError("fft_conv needs k or k_spectrum")
+    if k is not None:
+        k = k[..., :L]
+    needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (u, k, bias, k_spectrum))
+    if needs_grad and (k_spectrum is None or not k_spectrum.requires_grad):
+        with torch.autocast(device_type=u.device.type, enabled=False):
+            return _FFTConv.apply(u, k if k_spectrum is None else None, bias, k_spectrum, fft_size)
+    # No autograd, or a spectrum that carries its own graph (plain autograd through the FFTs).
+    spec = k_spectrum if k_spectrum is not None else filter_spectrum(k, fft_size)
+    return _fft_conv_forward(u, spec, bias, fft_size)[0]
+
+
+def _fft_conv_forward(u, k_spectrum, bias, fft_size):
+    """(y in u's dtype, u in the compute dtype, u's spectrum)."""
+    L = u.shape[-1]
     with torch.autocast(device_type=u.device.type, enabled=False):
         u_c = u.to(_compute_dtype(u.dtype))
-        y = torch.fft.irfft(torch.fft.rfft(u_c, n=fft_size) * k_spectrum, n=fft_size)[..., :L]
+        u_f = torch.fft.rfft(u_c, n=fft_size)
+        y = torch.fft.irfft(u_f * k_spectrum, n=fft_size)[..., :L]
         if bias is not None:
             y = y + u_c * bias.to(u_c.dtype).unsqueeze(-1)
-    return y.to(u.dtype)
+    return y.to(u.dtype), u_c, u_f
+
+
+class _FFTConv(torch.autograd.Function):
+    """y = irfft(rfft(u) * rfft(k))[:L] + bias * u, with the backward written as correlations:
+
+        grad_u = irfft(G * conj(K))[:L] + bias * g,   grad_k = irfft(sum_b G * conj(U))[:L],
+        G = rfft(g zero-padded to n)
+
+    (exact because n >= 2L: the circular wrap only reaches zero padding)."""
+
+    @staticmethod
+    def forward(ctx, u, k, bias, k_spectrum, fft_size):
+        spec = filter_spectrum(k, fft_size) if k_spectrum is None else k_spectrum
+        y, u_c, u_f = _fft_conv_forward(u, spec, bias, fft_size)
+        ctx.fft_size, ctx.u_dtype = fft_size, u.dtype
+        ctx.k_dtype = None if k is None else k.dtype
+        ctx.save_for_backward(u_c if bias is not None and ctx.needs_input_grad[2] else None,
+                              u_f if k is not None and ctx.needs_input_grad[1] else None, spec, bias)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        u_c, u_f, spec, bias = ctx.saved_tensors
+        n, L = ctx.fft_size, grad.shape[-1]
+        g = grad.to(spec.real.dtype)
+        g_f = torch.fft.rfft(g, n=n)
+        grad_u = grad_k = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_u = torch.fft.irfft(g_f * spec.conj(), n=n)[..., :L]
+            if bias is not None:
+                grad_u = grad_u + g * bias.to(g.dtype).unsqueeze(-1)
+            grad_u = grad_u.to(ctx.u_dtype)
+        lead = tuple(range(g.dim() - 2))  # batch dimensions: the filter and bias are shared
+        if u_f is not None:
+            cross = g_f * u_f.conj()
+            grad_k = torch.fft.irfft(cross.sum(lead) if lead else cross, n=n)[..., :L].to(ctx.k_dtype)
+        if u_c is not None:
+            grad_bias = (g * u_c).sum(lead + (g.dim() - 1,)).to(bias.dtype)
+        return grad_u, grad_k, grad_bias, None, None
 
 
 def direct_causal_conv(u: torch.Tensor, k: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:

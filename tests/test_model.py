@@ -259,6 +259,35 @@ def test_both_operator_paths_equal_the_textbook_operator_float64(order, batch, l
     torch.testing.assert_close(fused, ref, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("order,batch,length", [(2, 1, 1), (2, 2, 2), (2, 3, 50), (3, 2, 40)])
+def test_operator_gradients_equal_the_textbook_operator_float64(order, batch, length):
+    """Training runs the hand-written backward of the short conv (hyena.short_conv): every
+    parameter's and the input's gradient must equal autograd through the textbook operator."""
+    grads = []
+    for fn in (lambda mixer, u: mixer(u), textbook_operator):
+        m = model_for(tiny(d_model=24, order=order)).double()
+        mixer = m.backbone.layers[0].mixer
+        u = torch.randn(batch, length, 24, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+        u.requires_grad_()
+        (fn(mixer, u) * torch.linspace(-1, 2, length * 24, dtype=torch.float64).view(length, 24)).sum().backward()
+        grads.append({"input": u.grad, **{n: p.grad for n, p in mixer.named_parameters()}})
+    ours, ref = grads
+    assert ours.keys() == ref.keys()
+    for name in ref:
+        assert ref[name] is not None and ref[name].abs().sum() > 0, name
+        torch.testing.assert_close(ours[name], ref[name], rtol=1e-9, atol=1e-11, msg=name)
+
+
+@pytest.mark.parametrize("in_bias", [True, False])
+def test_short_conv_backward_passes_gradcheck(in_bias):
+    from hyena.short_conv import short_conv
+
+    gen = torch.Generator().manual_seed(0)
+    args = [torch.randn(2, 5, 7, dtype=torch.float64, generator=gen), torch.randn(5, 3, dtype=torch.float64, generator=gen),
+            torch.randn(5, dtype=torch.float64, generator=gen)] + ([torch.randn(5, dtype=torch.float64, generator=gen)] if in_bias else [])
+    assert torch.autograd.gradcheck(short_conv, [a.requires_grad_() for a in args])
+
+
 def test_grouped_bf16_inference_accumulates_in_float32():
     m = model_for(tiny(d_model=48))
     mixer = m.backbone.layers[0].mixer
@@ -284,3 +313,16 @@ def test_no_grad_inference_equals_the_autograd_forward():
         autograd = m(x).logits
     assert autograd.requires_grad
     torch.testing.assert_close(fused, autograd.detach(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("batch_dims", [(), (2,)])
+def test_fft_conv_backward_passes_gradcheck(batch_dims):
+    """fft_conv's hand-written backward (correlations by real FFTs) in every argument."""
+    gen = torch.Generator().manual_seed(0)
+    u = torch.randn(*batch_dims, 3, 9, dtype=torch.float64, generator=gen).requires_grad_()
+    k = torch.randn(3, 9, dtype=torch.float64, generator=gen).requires_grad_()
+    bias = torch.randn(3, dtype=torch.float64, generator=gen).requires_grad_()
+    assert torch.autograd.gradcheck(lambda u, k, b: fft_conv(u, k, b), (u, k, bias))
+    spec = torch.fft.rfft(k.detach(), n=fast_fft_size(18))  # a cached spectrum: gradients of u and bias
+    assert torch.autograd.gradcheck(lambda u, b: fft_conv(u, bias=b, k_spectrum=spec, fft_size=fast_fft_size(18)),
+                                    (u, bias))
