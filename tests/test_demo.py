@@ -1,18 +1,22 @@
-"""`hyena demo` at reduced size (a few training steps), end to end on the session's local Ray:
-the registered version, the chrII track, the pictures, the summary, and reuse on a rerun."""
+"""`hyena demo --quick` end to end on the session's local Ray (toy sizes): every step's outputs
+exist and hold sensible values (registered versions with lineage, bigWig tracks over chrII, one
+VEP row per ALT of the real VCF, embeddings, generated bases, pictures, the summary's numbers),
+and a rerun reuses every finished step."""
 
 import json
 
+import numpy as np
 import pytest
 
 pytestmark = pytest.mark.integration
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+CHRII = 1_072_315
 
 
 @pytest.fixture(scope="module")
 def demo(ray_cluster, tmp_path_factory):
-    from hyena_platform.demo import run_demo
+    from hyena_platform.demo.run import run_demo
 
     workdir = tmp_path_factory.mktemp("demo")
     lines: list[str] = []
@@ -20,61 +24,111 @@ def demo(ray_cluster, tmp_path_factory):
     return workdir, result, lines
 
 
-def test_registered_version_with_alias_and_tags(demo):
+def test_both_models_registered_with_lineage(demo):
     from hyena_platform import tracking
 
-    workdir, result, _ = demo
+    _, result, _ = demo
+    pre, fine = result.pretrain, result.finetune
     info = tracking.model_version("models:/hyena-demo@candidate", tracking_uri=result.tracking_uri)
-    assert int(info.version) == result.pretrain.model_version
-    assert result.pretrain.run_id
-    # The warm-up ran every stage 64 -> 1024 and validated each on chrII.
-    assert [s.length for s in result.pretrain.stages] == [64, 128, 256, 512, 1024]
-    assert all(s.val_loss is not None and s.baselines for s in result.pretrain.stages)
+    assert int(info.version) == pre.model_version and pre.run_id
+    assert [s.length for s in pre.stages] == [64, 128, 256]  # the length warm-up, validated per stage
+    assert all(s.val_loss is not None and s.baselines for s in pre.stages)
+    genes = tracking.model_version("models:/hyena-demo-genes@candidate", tracking_uri=result.tracking_uri)
+    assert int(genes.version) == fine.model_version
+    assert genes.tags["base_model_name"] == "hyena-demo" and genes.tags["base_model_version"] == str(pre.model_version)
+    assert genes.tags["base_model_run_id"] == pre.run_id
+    assert json.loads(genes.tags["label_names"]) == list(result.labels) == ["noncoding", "CDS+", "CDS-"]
+    assert fine.baseline_metrics["test"]["mcc"] is not None and "mcc" in fine.model_metrics["test"]
 
 
-def test_track_covers_chromosome_two(demo):
+def test_tracks_are_bigwigs_over_chrII(demo):
     import pyBigWig
 
-    workdir, result, _ = demo
+    _, result, _ = demo
+    tracks = {**result.score.tracks, **result.score_genes.tracks}
+    assert set(tracks) == {"log_prob", "bits_saved", "p_CDS+", "p_CDS-"}
+    for column, path in tracks.items():
+        bw = pyBigWig.open(str(path))
+        try:
+            assert bw.chroms() == {"chrII": CHRII}
+            values = np.array(bw.values("chrII", 300_000, 305_000))  # the browser picture's region
+            assert np.isfinite(values).all(), column
+            if column == "log_prob":
+                assert (values < 0).all()
+            elif column.startswith("p_"):
+                assert ((values >= 0) & (values <= 1)).all()
+        finally:
+            bw.close()
     manifest = json.loads(result.score.manifest.read_text())
-    assert manifest["status"] == "complete"
-    chrom = next(c for c in result.score.chromosomes if c["name"] == "chrII")
-    assert chrom["bases"] == 1_072_315
-    bw = pyBigWig.open(str(result.score.track))
-    try:
-        assert bw.chroms() == {"chrII": 1_072_315}
-        values = bw.values("chrII", 300_000, 300_100)
-        assert all(v < 0 for v in values)  # log-probabilities
-    finally:
-        bw.close()
+    assert manifest["baseline"]["fit_on"] == ["chrI"] and manifest["baseline"]["order"] in (1, 2, 3)
+    (chrom,) = result.score.chromosomes
+    assert chrom["name"] == "chrII" and chrom["coverage"] == 1.0 and np.isfinite(chrom["mean_bits_saved"])
+
+
+def test_vep_has_one_row_per_alt_of_every_vcf_record(demo):
+    import pyarrow.dataset as pads
+
+    from hyena_platform.demo.run import VCF
+
+    _, result, _ = demo
+    records = [line.split("\t") for line in VCF.read_text().splitlines() if not line.startswith("#")]
+    table = pads.dataset(str(result.vep.parquet), format="parquet").to_table()
+    assert len(set(table.column("record").to_pylist())) == len(records) == result.vep.records == 82
+    assert table.num_rows == sum(len(r[4].split(",")) for r in records) == result.vep.rows
+    scores = np.array([s for s in table.column("score").to_pylist() if s is not None])
+    assert scores.size == result.vep.scored > 70 and np.isfinite(scores).all()
+
+
+def test_embeddings_and_generated_bases(demo):
+    _, result, _ = demo
+    assert result.embedding_shape == (6, 32)  # 6 genes of chrII x d_model of the quick model
+    assert -1 <= result.embedding_cosine <= 1
+    gen = result.generated
+    assert len(gen.bases) == 40 and set(gen.bases) <= set("ACGT")
+    assert gen.path.read_text().splitlines()[1] == gen.bases
+    assert np.isfinite(gen.mean_log_likelihood) and gen.mean_log_likelihood < 0
 
 
 def test_pictures_are_png_files_logged_to_mlflow(demo):
     from hyena_platform import tracking
 
-    workdir, result, _ = demo
-    assert set(result.pictures) == {"loss curve", "score track"}
+    _, result, _ = demo
+    assert set(result.pictures) == {"loss curve", "genome browser", "confusion matrix"}
     for path in result.pictures.values():
         data = path.read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 10_000
     client = tracking.client(result.tracking_uri)
-    names = {a.path for a in client.list_artifacts(result.pretrain.run_id, "plots")}
-    assert names == {"plots/loss.png", "plots/track.png"}
+    for run_id in (result.pretrain.run_id, result.finetune.run_id, result.score.run_id):
+        names = {a.path for a in client.list_artifacts(run_id, "plots")}
+        assert names >= {"plots/loss.png", "plots/browser.png", "plots/confusion.png"}
+    # The confusion matrix counts every scored base of the region once.
+    assert result.confusion.shape == (3, 3) and result.confusion.sum() == result.score_genes.chromosomes[0]["scored_bases"]
 
 
-def test_summary_names_every_output(demo):
+def test_summary_names_each_number(demo):
     workdir, result, lines = demo
     summary = (workdir / "summary.txt").read_text()
-    for needle in ("k=1 ppl", "models:/hyena-demo@candidate", "log_prob.bw", "loss.png", "track.png",
-                   "mlflow ui --backend-store-uri sqlite:///"):
+    chrom = result.score.chromosomes[0]
+    for needle in ("k=1 ppl", "perplexity", "models:/hyena-demo@candidate = models:/hyena-demo/",
+                   "models:/hyena-demo-genes@candidate", "mcc*", "the bar to beat",
+                   f"{chrom['mean_bits_saved']:+.4f} bits per base", f"{chrom['perplexity']:.4f}",
+                   f"{result.vep.scored} scored", f"mean cosine similarity between them {result.embedding_cosine:.4f}",
+                   f"{result.generated.mean_log_likelihood:.4f} per base", "confusion.png", "browser.png",
+                   "mlflow ui --backend-store-uri sqlite:///",
+                   f"MLFLOW_TRACKING_URI={result.tracking_uri} mlflow models serve -m models:/hyena-demo@candidate",
+                   "--host 127.0.0.1"):
         assert needle in summary, needle
-    assert any(line.startswith("[1/3]") for line in lines) and any("step" in line for line in lines)
+    assert [line[:5] for line in lines if line.startswith("[")] == [f"[{i}/7]" for i in range(1, 8)]
+    assert any("step" in line for line in lines) and any("chunks]" in line for line in lines)
 
 
-def test_rerun_reuses_training_and_scores(demo):
-    from hyena_platform.demo import run_demo
+def test_rerun_reuses_every_step(demo):
+    from hyena_platform.demo.run import run_demo
 
     workdir, first, _ = demo
     again = run_demo(workdir, quick=True, echo=lambda line: None)
     assert again.pretrain.reused and again.pretrain.model_version == first.pretrain.model_version
-    assert again.score.bases_scored == 0 and again.score.chunks_scored == 0
+    assert again.finetune.reused and again.finetune.model_version == first.finetune.model_version
+    assert again.score.chunks_scored == again.score_genes.chunks_scored == 0
+    assert again.vep.chunks_scored == 0 and again.embed.chunks_embedded == 0
+    assert again.generated.bases == first.generated.bases  # seeded

@@ -33,7 +33,7 @@ def test_demo_fresh_refuses_a_directory_it_did_not_write(tmp_path, capsys):
 
 
 def test_demo_fresh_deletes_only_demo_files(tmp_path):
-    from hyena_platform.demo import demo_output
+    from hyena_platform.demo.run import demo_output
 
     work = tmp_path / "demo"
     out = demo_output(work)

@@ -1,4 +1,4 @@
-"""`hyena demo`: pretrain, register and score on embedded defaults (see hyena_platform.demo)."""
+"""`hyena demo`: every use of the model card on the bundled genome (see hyena_platform.demo.run)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fresh", action="store_true",
                         help="start over: delete what an earlier demo wrote in the work directory "
                              "(nothing else; refused if the directory holds other files)")
-    parser.add_argument("--quick", action="store_true", help="a few training steps only (a smoke test, about 2 minutes)")
+    parser.add_argument("--quick", action="store_true", help="toy sizes for every step (a smoke test in seconds; the numbers mean nothing)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from hyena_platform.demo import run_demo
+    from hyena_platform.demo.run import run_demo
 
     # The libraries' INFO lines are kept off the terminal by the CLI entry (hyena_platform.terminal).
     result = run_demo(args.workdir, fresh=args.fresh, quick=args.quick)

@@ -146,6 +146,8 @@ class OutputSection(ResultOutputSection):
     chunk_size: int = Field(1 << 20, description=(
         "bases per Parquet file; the unit of resuming. A multiple of the stride."))
     track: str | None = Field("log_prob", description="column exported as a genome-browser track; null: none")
+    extra_tracks: list[str] = Field(default_factory=list, description=(
+        "more columns exported as tracks, e.g. [p_CDS-] beside track p_CDS+"))
     track_format: Literal["bigwig", "bedgraph"] = Field("bigwig", description="bigWig (pyBigWig) or bedGraph text")
     bin_size: int = Field(10_000, description="per-bin summaries in bins.parquet; 0: none")
 

@@ -133,8 +133,9 @@ def _manifest(plan: ScorePlan, root: Path, previous: dict[str, Any] | None,
 
 
 def track_columns(job: ScoreJob) -> list[str]:
-    """The columns exported as tracks: output.track, then bits_saved when asked for."""
+    """The columns exported as tracks: output.track, output.extra_tracks, then bits_saved when asked for."""
     tracks = [job.output.track] if job.output.track else []
+    tracks += [c for c in job.output.extra_tracks if c not in tracks]
     if job.baseline.bits_saved and job.baseline.track and "bits_saved" not in tracks:
         tracks.append("bits_saved")
     return tracks

@@ -75,6 +75,10 @@ def plan_job(job: ScoreJob, *, source: str = "<job>", model: ResolvedModel | Non
     if job.output.track is not None and job.output.track not in columns:
         raise ConfigError(f"{source}: output.track={job.output.track!r} is not a column this job writes; "
                           f"choose one of {', '.join(columns)} (or null for no track)")
+    for extra in job.output.extra_tracks:
+        if extra not in columns:
+            raise ConfigError(f"{source}: output.extra_tracks names {extra!r}, not a column this job writes; "
+                              f"choose among {', '.join(columns)}")
     try:
         window, stride = job.window.resolve(resolved.model.config.l_max)
     except ValueError as err:
