@@ -29,6 +29,7 @@ def ray_cluster():
     import ray
     import ray.data
 
+    from hyena_platform.local_ray import STARTUP_CONCURRENCY
     from hyena_platform.ray_setup import JOB_ENV_VARS
 
     if not ray.is_initialized():
@@ -40,6 +41,9 @@ def ray_cluster():
             log_to_driver=False,
             logging_level="WARNING",
             runtime_env={"env_vars": dict(JOB_ENV_VARS)},  # as hyena_platform.ray_setup.start_ray
+            # as hyena_platform.local_ray: the raylet's "N worker processes ... 4x the maximum
+            # expected startup concurrency" notice only past 4 x STARTUP_CONCURRENCY workers
+            _system_config={"worker_maximum_startup_concurrency": STARTUP_CONCURRENCY},
         )
         started = True
     else:
