@@ -26,9 +26,10 @@ def test_pretrain_local_yaml_is_the_recipe():
 
 
 def test_the_demo_pretrains_the_recipe_on_the_bundled_genome(tmp_path):
-    from hyena_platform.demo import build_jobs
+    from hyena_platform.demo.jobs import build_jobs
+    from hyena_platform.demo.run import VCF
 
-    pre = build_jobs(tmp_path)[0]
+    pre = build_jobs(tmp_path, genes_bed=tmp_path / "genes.bed", regions_bed=tmp_path / "regions.bed", vcf=VCF).pretrain
     recipe = recipe_job()
     assert pre.model == recipe.model and pre.train == recipe.train and pre.scaling == recipe.scaling
     assert pre.data.reverse_complement and pre.data.valid_chroms == ["chrII"] and pre.data.uses_bundled_genome
