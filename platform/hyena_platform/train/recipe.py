@@ -6,8 +6,8 @@ sequence-length warm-up (10 steps each at 64, 128, 256 and 512, the rest at 1024
 peak learning rate than the paper's 6e-4 (a small model and a small batch take more), no
 embedding dropout (a few epochs of one genome do not overfit a 0.4 M-parameter model; dropout
 only slows it), reverse-complement augmentation. docs/training.md lists the runs behind each
-choice and the held-out bits per base against the k-mer baselines over three seeds;
-tests/test_recipe.py keeps jobs/pretrain_local.yaml equal to these sections.
+choice and the held-out bits per base against the k-mer baselines; tests/test_recipe.py keeps
+jobs/pretrain_local.yaml equal to these sections.
 """
 
 from __future__ import annotations
