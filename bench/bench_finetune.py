@@ -31,6 +31,8 @@ from pathlib import Path
 
 import torch
 
+from plain_steps import timed_steps
+
 REPO = Path(__file__).resolve().parents[1]
 SPECIES = REPO / "tests" / "assets" / "finetune" / "species_small.parquet"
 
@@ -59,20 +61,14 @@ def plain_loop(job, model, data, plan: dict, *, skip: int) -> dict:
     model = model.train()
     optimizer, scheduler = build_optimizer(model, replace(job.train, steps=plan["total_steps"]))
     split = data.splits["train"]
-    walls, cpus = [], []
-    for step in range(plan["total_steps"]):
-        t0, c0 = time.perf_counter(), time.process_time()
+
+    def backward(step: int) -> None:
         idx = worker_indices(len(split), step, per_epoch=plan["steps_per_epoch"], global_batch=job.train.batch_size,
                              rank=0, world=1, seed=job.train.seed)
         b = collate(split, idx, task="sequence", problem_type="single_label_classification")
-        loss = model(b["input_ids"], b["attention_mask"], b["labels"]).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), job.train.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        walls.append(time.perf_counter() - t0)
-        cpus.append(time.process_time() - c0)
+        model(b["input_ids"], b["attention_mask"], b["labels"]).loss.backward()
+
+    walls, cpus = timed_steps(plan["total_steps"], backward, model, optimizer, scheduler, job.train.grad_clip)
     return {"step_s": statistics.median(walls[skip:]), "cpu_s": statistics.median(cpus[skip:])}
 
 

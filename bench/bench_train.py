@@ -32,6 +32,8 @@ from pathlib import Path
 
 import torch
 
+from plain_steps import timed_steps
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -62,18 +64,12 @@ def plain_loop(job, *, steps: int, skip: int, threads: int) -> dict:
     stage = job.stages(model.config.l_max)[0]
     accum = job.train.global_batch // stage.micro_batch  # one process does every worker's share
     batches = [torch.randint(7, 12, (stage.micro_batch, stage.length + 1)) for _ in range(accum)]
-    times, cpu = [], []
-    for _ in range(steps):
-        t0, c0 = time.perf_counter(), time.process_time()
+
+    def backward(step: int) -> None:
         for b in batches:
-            loss = model(b[:, :-1], labels=b[:, 1:]).loss / accum
-            loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), job.train.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        times.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
+            (model(b[:, :-1], labels=b[:, 1:]).loss / accum).backward()
+
+    times, cpu = timed_steps(steps, backward, model, optimizer, scheduler, job.train.grad_clip)
     steady = times[skip:]
     tokens = job.train.global_batch * stage.length
     return {"tokens_per_s": tokens * len(steady) / sum(steady), "step_s": statistics.mean(steady),

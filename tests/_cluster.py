@@ -103,8 +103,34 @@ def _alive(pid: int) -> bool:
 # --------------------------------------------------------------------------------- Ray head
 
 
+class _Server:
+    """A server process of a test: launched in its own session, ready once it answers."""
+
+    proc: subprocess.Popen | None
+    command = ""  # for the error when the process exits early
+
+    def start(self, timeout: float = 180) -> float:
+        """Start and wait until the server answers; returns the seconds it took."""
+        t0 = time.perf_counter()
+        self.launch()
+        self.wait_ready(timeout)
+        return time.perf_counter() - t0
+
+    def wait_ready(self, timeout: float = 180) -> None:
+        wait_for(self._ready, timeout, self.describe())
+
+    def _ready(self) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"{self.command} exited with {self.proc.returncode}:\n"
+                               + self.log_path().read_text()[-3000:])
+        try:
+            return self.answers()
+        except OSError:
+            return False
+
+
 @dataclass
-class RayHead:
+class RayHead(_Server):
     """`ray start --head --block` with the dashboard (job server) on 127.0.0.1 and token auth."""
 
     temp_dir: Path
@@ -128,12 +154,7 @@ class RayHead:
                    RAY_API_SERVER_ADDRESS=self.dashboard_url, PATH=f"{BIN}:{os.environ['PATH']}")
         return env
 
-    def start(self, timeout: float = 180) -> float:
-        """Start and wait until the job server answers; returns the seconds it took."""
-        t0 = time.perf_counter()
-        self.launch()
-        self.wait_ready(timeout)
-        return time.perf_counter() - t0
+    command = "ray start"
 
     def launch(self) -> None:
         self.temp_dir.mkdir(parents=True, exist_ok=True)
@@ -164,18 +185,14 @@ class RayHead:
         self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
 
-    def wait_ready(self, timeout: float = 180) -> None:
-        wait_for(self._ready, timeout, f"the Ray job server at {self.dashboard_url}")
+    def describe(self) -> str:
+        return f"the Ray job server at {self.dashboard_url}"
 
-    def _ready(self) -> bool:
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"ray start exited with {self.proc.returncode}:\n"
-                               + (self.temp_dir / "ray-start.log").read_text()[-3000:])
-        try:
-            body = self.get("/api/version")
-        except OSError:
-            return False
-        return "ray_version" in body
+    def log_path(self) -> Path:
+        return self.temp_dir / "ray-start.log"
+
+    def answers(self) -> bool:
+        return "ray_version" in self.get("/api/version")
 
     @property
     def auth_headers(self) -> dict:
@@ -205,7 +222,7 @@ class RayHead:
 
 
 @dataclass
-class MlflowServer:
+class MlflowServer(_Server):
     """`mlflow server` on 127.0.0.1 with a SQLite backend and a proxied artifact root."""
 
     root: Path
@@ -216,11 +233,7 @@ class MlflowServer:
     def uri(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 180) -> float:
-        t0 = time.perf_counter()
-        self.launch()
-        self.wait_ready(timeout)
-        return time.perf_counter() - t0
+    command = "mlflow server"
 
     def launch(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -232,18 +245,15 @@ class MlflowServer:
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
                                      env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"})
 
-    def wait_ready(self, timeout: float = 180) -> None:
-        wait_for(self._ready, timeout, f"the MLflow server at {self.uri}")
+    def describe(self) -> str:
+        return f"the MLflow server at {self.uri}"
 
-    def _ready(self) -> bool:
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"mlflow server exited with {self.proc.returncode}:\n"
-                               + (self.root / "mlflow-server.log").read_text()[-3000:])
-        try:
-            with urllib.request.urlopen(self.uri + "/health", timeout=5) as resp:
-                return resp.status == 200
-        except OSError:
-            return False
+    def log_path(self) -> Path:
+        return self.root / "mlflow-server.log"
+
+    def answers(self) -> bool:
+        with urllib.request.urlopen(self.uri + "/health", timeout=5) as resp:
+            return resp.status == 200
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -24,6 +24,37 @@ def bundled_genome() -> Path:
 
 
 @pytest.fixture(scope="session")
+def bundled_bases(bundled_genome) -> dict[str, bytes]:
+    """Raw bases of the bundled genome per chromosome, parsed without pyfaidx (an independent reference)."""
+    import gzip
+
+    out, name, parts = {}, None, []
+    with gzip.open(bundled_genome, "rb") as f:
+        for line in f.read().split(b"\n"):
+            if line.startswith(b">"):
+                if name:
+                    out[name] = b"".join(parts)
+                name, parts = line[1:].split()[0].decode(), []
+            else:
+                parts.append(line.strip())
+    out[name] = b"".join(parts)
+    return out
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    """A tiny random HyenaDNA checkpoint (d_model 16, 2 layers, l_max 258), one per test module."""
+    import torch
+
+    import hyena
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "tiny"
+    hyena.HyenaDNAForCausalLM(hyena.HyenaConfig(d_model=16, n_layer=2, l_max=258)).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def ray_cluster():
     """A real local Ray (2 CPUs, 1 GiB object store), shared by every test of the session."""
     import ray

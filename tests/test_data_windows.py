@@ -3,7 +3,6 @@ per worker on the bundled genome with a real local Ray."""
 
 from __future__ import annotations
 
-import gzip
 import threading
 
 import numpy as np
@@ -117,20 +116,11 @@ def test_batches_per_worker():
 
 
 @pytest.fixture(scope="module")
-def reference_ids(bundled_genome) -> dict[str, np.ndarray]:
+def reference_ids(bundled_bases) -> dict[str, np.ndarray]:
     from hyena_platform.data.fasta import tokenize_codes
 
-    out, name, parts = {}, None, []
-    with gzip.open(bundled_genome, "rb") as f:
-        for line in f.read().split(b"\n"):
-            if line.startswith(b">"):
-                if name:
-                    out[name] = b"".join(parts)
-                name, parts = line[1:].split()[0].decode(), []
-            else:
-                parts.append(line.strip())
-    out[name] = b"".join(parts)
-    return {k: tokenize_codes(np.frombuffer(v, np.uint8), source="ref", chrom=k, start=0) for k, v in out.items()}
+    return {k: tokenize_codes(np.frombuffer(v, np.uint8), source="ref", chrom=k, start=0)
+            for k, v in bundled_bases.items()}
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-import torch
 import yaml
 
-import hyena
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not sys.platform.startswith("linux"), reason="tmpfs and mount namespaces")]
@@ -34,14 +32,6 @@ def unshare_prefix() -> list[str] | None:
         if probe.returncode == 0:
             return prefix
     return None
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny"
-    hyena.HyenaDNAForCausalLM(hyena.HyenaConfig(d_model=16, n_layer=2, l_max=258)).save_pretrained(path)
-    return path
 
 
 def write_job(path: Path, model_dir: Path, output: Path) -> Path:

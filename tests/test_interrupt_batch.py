@@ -16,10 +16,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-import torch
 import yaml
 
-import hyena
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[1]
@@ -52,14 +50,6 @@ def interrupt_when(cmd: list[str], ready, *, cwd: Path, ray_cluster, timeout: fl
 
 def temporaries(root: Path) -> list[str]:
     return [str(p) for p in root.rglob("*") if "tmp" in p.name]
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny"
-    hyena.HyenaDNAForCausalLM(hyena.HyenaConfig(d_model=16, n_layer=2, l_max=258)).save_pretrained(path)
-    return path
 
 
 def test_ctrl_c_stops_scoring_with_only_whole_chunks_and_a_rerun_resumes(ray_cluster, model_dir, tmp_path):

@@ -24,14 +24,6 @@ from hyena_platform.score.plan import plan_job
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny"
-    hyena.HyenaDNAForCausalLM(hyena.HyenaConfig(d_model=16, n_layer=2, l_max=258)).save_pretrained(path)
-    return path
-
-
 def mapping(model_dir: Path, out: Path, fasta: Path | None = None, region: str = "chrII:0-30000", **output) -> dict:
     m = {
         "model": {"uri": str(model_dir)},

@@ -8,20 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
 
-import hyena
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny"
-    hyena.HyenaDNAForCausalLM(hyena.HyenaConfig(d_model=16, n_layer=2, l_max=258)).save_pretrained(path)
-    return path
 
 
 def job(tmp_path: Path, model_dir: Path, fasta: Path, regions: list[str]) -> Path:

@@ -11,10 +11,8 @@ from pathlib import Path
 
 import pysam
 import pytest
-import torch
 import yaml
 
-import hyena
 from hyena_platform.cli import main
 from hyena_platform.errors import ConfigError, HyenaPlatformError, InputError
 from hyena_platform.vep.config import job_from_mapping
@@ -22,14 +20,6 @@ from hyena_platform.vep.plan import plan_job
 
 REPO = Path(__file__).resolve().parents[1]
 VCF = REPO / "tests/assets/vep/o395_vs_n16961_chrII.vcf"
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny"
-    hyena.HyenaDNAForCausalLM(hyena.HyenaConfig(d_model=16, n_layer=2, l_max=258)).save_pretrained(path)
-    return path
 
 
 def mapping(model_dir: Path, out: Path, vcf_path: Path | str = VCF, **sections) -> dict:
