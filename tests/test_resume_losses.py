@@ -9,15 +9,12 @@ the rerun of the same job (same checkpoint.name and storage_path) resumes from i
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
 import yaml
+
+import _driver_kill
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[1]
@@ -52,31 +49,12 @@ def run_in_process(tmp: Path, name: str):
     return run_pretrain(job, source=f"{name}.yaml", ray_logs=False)
 
 
-def kill_after_first_checkpoint(tmp: Path, name: str, ray_cluster) -> str:
+def kill_after_first_checkpoint(tmp: Path, name: str, ray_cluster) -> None:
     job = tmp / f"{name}.yaml"
     job.write_text(yaml.safe_dump(job_mapping(tmp, name)))
     env = {**os.environ, "RAY_ADDRESS": ray_cluster.get_runtime_context().gcs_address, "PYTHONUNBUFFERED": "1",
            "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "platform")])}
-    proc = subprocess.Popen([sys.executable, "-m", "hyena_platform.cli", "pretrain", str(job)], cwd=tmp, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
-    reader.start()
-    snapshot = tmp / "runs" / name / "checkpoint_manager_snapshot.json"
-    try:
-        deadline = time.time() + 400
-        while not (snapshot.is_file() and "checkpoint_0" in snapshot.read_text()):
-            assert proc.poll() is None, "".join(lines)
-            assert time.time() < deadline, "no checkpoint in time:\n" + "".join(lines)
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    reader.join(timeout=5)
-    return "".join(lines)
+    _driver_kill.kill_after_first_checkpoint("pretrain", tmp, job, env, tmp / "runs" / name, timeout_s=400)
 
 
 def test_a_killed_and_resumed_run_ends_with_the_uninterrupted_runs_losses(ray_cluster, tmp_path):
