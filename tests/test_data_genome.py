@@ -25,6 +25,8 @@ from hyena_platform.errors import ConfigError, InputError
 
 from _unprivileged import without_override
 
+import _fasta
+
 REPO = Path(__file__).resolve().parents[1]
 LENGTHS = {"chrI": 2_961_149, "chrII": 1_072_315}
 _REF_IDS = np.full(256, 255, dtype=np.uint8)
@@ -54,12 +56,7 @@ def reference_ids(seq: str) -> np.ndarray:
 
 
 def write_fasta(path: Path, records: dict[str, str], width: int = 60) -> Path:
-    with open(path, "w") as f:
-        for name, seq in records.items():
-            f.write(f">{name} test record\n")
-            for i in range(0, len(seq), width):
-                f.write(seq[i:i + width] + "\n")
-    return path
+    return _fasta.write_fasta(path, records, width, description="test record")
 
 
 @pytest.fixture(scope="module")

@@ -23,16 +23,11 @@ from hyena_platform.data.pipeline import MANIFEST_NAME, load_chunks, read_manife
 from hyena_platform.data.training_windows import stage_windows
 from hyena_platform.errors import InputError
 
+from _fasta import write_fasta
+
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[1]
 LENGTHS = {"chrI": 2_961_149, "chrII": 1_072_315}
-
-
-def write_fasta(path: Path, records: dict[str, str], width: int = 60) -> Path:
-    with open(path, "w") as f:
-        for name, seq in records.items():
-            f.write(f">{name}\n" + "".join(seq[i:i + width] + "\n" for i in range(0, len(seq), width)))
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -15,16 +15,9 @@ from hyena_platform.data.config import DataConfig
 from hyena_platform.data.genome import plan_layout, read_records
 from hyena_platform.errors import ConfigError, InputError
 
+from _fasta import write_fasta
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def write_fasta(path: Path, records: dict[str, str], width: int = 60) -> Path:
-    with open(path, "w") as f:
-        for name, seq in records.items():
-            f.write(f">{name}\n")
-            for i in range(0, len(seq), width):
-                f.write(seq[i:i + width] + "\n")
-    return path
 
 
 def one_line(err: pytest.ExceptionInfo) -> str:

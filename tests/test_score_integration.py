@@ -24,21 +24,12 @@ import yaml
 import hyena
 from hyena.tokenizer import SEP, Tokenizer, reverse_complement_ids
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("one_torch_thread")]
 
 REPO = Path(__file__).resolve().parents[1]
 CHRII = 1_072_315
 W, S = 256, 192
 MODEL_NAME = "hyena-score-test"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The direct forward passes here are tiny: one thread is fastest on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

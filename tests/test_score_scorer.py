@@ -15,15 +15,7 @@ from hyena_platform.score.scorer import ChunkScorer, model_from_payload, model_p
 from hyena_platform.score.tiling import Chunk, tile
 
 W, S = 64, 24
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, and other test runs share these two cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

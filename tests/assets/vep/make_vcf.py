@@ -26,16 +26,9 @@ CS_OP = re.compile(r"(:[0-9]+|\*[a-z][a-z]|[+\-][a-z]+)")
 
 
 def read_fasta(path: str) -> dict[str, str]:
-    seqs: dict[str, list[str]] = {}
-    name = None
-    with open(path) as f:
-        for line in f:
-            if line.startswith(">"):
-                name = line[1:].split()[0]
-                seqs[name] = []
-            else:
-                seqs[name].append(line.strip())
-    return {k: "".join(v) for k, v in seqs.items()}
+    from Bio import SeqIO  # Biopython: a dependency already
+
+    return {record.id: str(record.seq) for record in SeqIO.parse(path, "fasta")}
 
 
 def alignments(paf: str):
