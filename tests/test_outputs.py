@@ -198,3 +198,26 @@ def test_disk_full_is_one_line_and_leaves_no_temporary_file(tmp_path):
     assert lines[0].startswith("ERR ") and "no space left on the device" in lines[0], run.stdout
     assert lines[1] == "LEFT []"
     assert DiskFullError  # the type the CLI reports as one line
+
+
+def test_claim_for_run_drops_a_previous_result_only_on_fresh(tmp_path):
+    """The start every batch job (score, vep, embed) shares: --fresh deletes the previous result,
+    manifest first; a resume keeps it; a foreign file refuses before anything is deleted."""
+    from hyena_platform.result_set import MANIFEST_NAME, claim_for_run
+
+    root = tmp_path / "o"
+    out = OutputDir(str(root), kind="test-kind", owned=(MANIFEST_NAME, "parts/*.bin"))
+    out.claim(job="t")
+    (root / "parts").mkdir()
+    (root / "parts" / "1.bin").write_bytes(b"1")
+    (root / MANIFEST_NAME).write_text("{}")
+    previous = {"attempts": [1]}
+    assert claim_for_run(out, previous, fresh=False, job="t") is previous
+    assert (root / "parts" / "1.bin").exists() and (root / MANIFEST_NAME).exists()
+    (root / "notes.md").write_text("the user's")
+    with pytest.raises(OutputError, match="did not write"):
+        claim_for_run(out, previous, fresh=True, job="t")
+    assert (root / "parts" / "1.bin").exists() and (root / MANIFEST_NAME).exists()
+    (root / "notes.md").unlink()
+    assert claim_for_run(out, previous, fresh=True, job="t") is None
+    assert sorted(os.listdir(root)) == [MARKER_NAME] and out.is_ours()

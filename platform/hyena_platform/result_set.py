@@ -176,6 +176,17 @@ def check_output(out: OutputDir, identity: dict[str, Any], *, overwrite: bool, f
     return None
 
 
+def claim_for_run(out: OutputDir, previous: dict[str, Any] | None, *, fresh: bool,
+                  job: str) -> dict[str, Any] | None:
+    """Claim the output directory for this run; `--fresh` first drops a previous result (manifest
+    first, so an interruption never leaves chunks that look finished). Returns what stays."""
+    if fresh and previous is not None:
+        out.clear(first=[MANIFEST_NAME], what="--fresh")
+        previous = None
+    out.claim(job=job)
+    return previous
+
+
 def describe_difference(old: dict[str, Any], new: dict[str, Any], old_uri: str | None = None,
                         new_uri: str | None = None) -> str:
     parts = []

@@ -30,7 +30,7 @@ from hyena_platform.embed.inputs import Item, chunk_rows, check_lengths, items_d
 from hyena_platform.errors import ConfigError
 from hyena_platform.outputs import OutputDir, atomic_path, now, remove_temporaries
 from hyena_platform.result_set import (
-    MANIFEST_NAME, check_output, finished_parts, fingerprint, manifest_header, write_manifest,
+    MANIFEST_NAME, check_output, claim_for_run, finished_parts, fingerprint, manifest_header, write_manifest,
 )
 from hyena_platform.score.plan import ResolvedModel, resolve_model
 from hyena_platform.score.mlflow_run import start_job_run
@@ -119,10 +119,7 @@ def _embed_locked(plan: EmbedPlan, out: OutputDir, root: Path, *, overwrite: boo
     job = plan.job
     previous = check_output(out, plan.identity, overwrite=overwrite or job.output.overwrite, fmt=FORMAT,
                             command="hyena embed", model_uri=plan.model.resolved_uri)
-    if fresh and previous is not None:
-        out.clear(first=[MANIFEST_NAME], what="--fresh")
-        previous = None
-    out.claim(job="hyena embed")
+    previous = claim_for_run(out, previous, fresh=fresh, job="hyena embed")
     remove_temporaries(out)  # leftovers of a killed attempt (ours by name)
     run = None
     if job.tracking.log_run:

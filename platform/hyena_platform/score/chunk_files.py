@@ -190,9 +190,3 @@ def check_output(root: str | Path, identity: dict[str, Any], *, overwrite: bool,
     """Before any work: the manifest to resume from, or None (hyena_platform.result_set.check_output)."""
     return result_set.check_output(score_output(root), identity, overwrite=overwrite, fmt=FORMAT,
                                    command="hyena score", model_uri=model_uri)
-
-
-def clear_output(root: str | Path) -> None:
-    """Remove what a scoring job writes (manifest first, then scores, bins, tracks); refused,
-    deleting nothing, if the directory holds any other file (OutputError naming it)."""
-    score_output(root).clear(first=[MANIFEST_NAME], what="--overwrite/--fresh")

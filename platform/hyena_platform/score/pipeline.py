@@ -26,9 +26,9 @@ from hyena_platform.batch import (
     Progress, check_resources, init_ray, max_rss_mb, run_attempt, run_locked, run_pool,
 )
 from hyena_platform.outputs import now
-from hyena_platform.result_set import MANIFEST_NAME, manifest_header
+from hyena_platform.result_set import MANIFEST_NAME, claim_for_run, manifest_header
 from hyena_platform.score.chunk_files import (
-    check_output, chunk_table, clear_output, finished_chunks, score_output, unpack_scores, write_chunk, write_manifest,
+    check_output, chunk_table, finished_chunks, score_output, unpack_scores, write_chunk, write_manifest,
 )
 from hyena_platform.score.config import ScoreJob
 from hyena_platform.score.finalize import FinalizeResult, finalize
@@ -61,10 +61,7 @@ def _score_locked(job: ScoreJob, plan: ScorePlan, out: Any, root: Path, *, overw
                   emit: Progress, ray_logs: bool, ray_progress: bool | None, t_start: float) -> ScoreResult:
     previous = check_output(root, plan.identity, overwrite=overwrite or job.output.overwrite,
                             model_uri=plan.model.resolved_uri)
-    if fresh and previous is not None:
-        clear_output(root)
-        previous = None
-    out.claim(job="hyena score")
+    previous = claim_for_run(out, previous, fresh=fresh, job="hyena score")
     run = tracking_start(plan, root) if job.tracking.log_run else None
     manifest = _manifest(plan, root, previous, run)
 

@@ -107,12 +107,6 @@ def vep_output(root: str | Path):
     return OutputDir(str(root), kind=FORMAT, owned=OWNED)
 
 
-def clear_output(root: str | Path) -> None:
-    """Remove what a variant effect job writes (manifest first); refused, deleting nothing, if
-    the directory holds any other file (OutputError naming it)."""
-    vep_output(root).clear(first=[MANIFEST_NAME], what="--overwrite/--fresh")
-
-
 def read_results(root: str | Path):
     """Every part, in input order, as one pyarrow Table."""
     import pyarrow.parquet as pq

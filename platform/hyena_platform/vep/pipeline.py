@@ -25,11 +25,11 @@ from hyena_platform.batch import (
     table_to_bytes,
 )
 from hyena_platform.outputs import now
-from hyena_platform.result_set import check_output, fingerprint, manifest_header, write_manifest
+from hyena_platform.result_set import check_output, claim_for_run, fingerprint, manifest_header, write_manifest
 from hyena_platform.score.plan import ResolvedModel
 from hyena_platform.vep.config import VepJob
 from hyena_platform.vep.output import (
-    FORMAT, PARTS_DIR, VCF_NAME, clear_output, finished_parts, read_results, vep_output, write_vcf,
+    FORMAT, PARTS_DIR, VCF_NAME, finished_parts, read_results, vep_output, write_vcf,
 )
 from hyena_platform.vep.plan import FORMAT_VERSION, VariantChunk, VepPlan, plan_job
 
@@ -73,10 +73,7 @@ def _run_locked(plan: VepPlan, out: Any, root: Path, overwrite: bool, fresh: boo
     job = plan.job
     previous = check_output(out, plan.identity, overwrite=overwrite or job.output.overwrite, fmt=FORMAT,
                             command="hyena vep", model_uri=plan.model.resolved_uri)
-    if fresh and previous is not None:
-        clear_output(root)
-        previous = None
-    out.claim(job="hyena vep")
+    previous = claim_for_run(out, previous, fresh=fresh, job="hyena vep")
     run = _tracking_start(plan, root) if job.tracking.log_run else None
     manifest = _manifest(plan, root, previous, run)
 
