@@ -46,8 +46,8 @@ def _print_flushed(text: str) -> None:
     print(text, flush=True)
 
 
-class TrainingProgress(_Printer):
-    """Lines from pretraining (or fine-tuning) report events (hyena_platform.train.callback)."""
+class _RunProgress(_Printer):
+    """A training run's report events: resumption, a stop, the step line, validation lines."""
 
     def __call__(self, event: dict[str, Any]) -> None:
         for step in event.get("resumed_from") or ():
@@ -55,31 +55,47 @@ class TrainingProgress(_Printer):
         if event.get("event") == "stopped":
             self.line(f"stopped: {event.get('message')}")
         if event.get("loss") is not None:
-            tps = event.get("tokens_per_s") or 0.0
-            self.line(f"[stage {event['stage'] + 1}/{event['n_stages']} L={event['seq_len']}] "
-                      f"step {event['step']}/{event['total_steps']}  loss {event['loss']:.4f}  "
-                      f"{tps:,.0f} tok/s  ETA {format_duration(event.get('eta_s'))}")
+            self.line(self.step_line(event))
         for v in event.get("val") or ():
-            self.line(f"  held-out L={v['seq_len']} at step {v['step']}: loss {v['loss']:.4f}  "
-                      f"perplexity {v['perplexity']:.4f}  {v['bits_per_base']:.4f} bits/base")
+            self.line(self.val_line(event, v))
+        self.after(event)
+
+    def step_line(self, event: dict[str, Any]) -> str:
+        raise NotImplementedError
+
+    def val_line(self, event: dict[str, Any], val: dict[str, Any]) -> str:
+        raise NotImplementedError
+
+    def after(self, event: dict[str, Any]) -> None:
+        """Lines a job prints after validation (fine-tuning: the test metrics)."""
 
 
-class FinetuneProgress(_Printer):
+class TrainingProgress(_RunProgress):
+    """Lines from pretraining report events (hyena_platform.train.callback)."""
+
+    def step_line(self, event: dict[str, Any]) -> str:
+        return (f"[stage {event['stage'] + 1}/{event['n_stages']} L={event['seq_len']}] "
+                f"step {event['step']}/{event['total_steps']}  loss {event['loss']:.4f}  "
+                f"{event.get('tokens_per_s') or 0.0:,.0f} tok/s  ETA {format_duration(event.get('eta_s'))}")
+
+    def val_line(self, event: dict[str, Any], val: dict[str, Any]) -> str:
+        return (f"  held-out L={val['seq_len']} at step {val['step']}: loss {val['loss']:.4f}  "
+                f"perplexity {val['perplexity']:.4f}  {val['bits_per_base']:.4f} bits/base")
+
+
+class FinetuneProgress(_RunProgress):
     """Lines from fine-tuning report events (hyena_platform.finetune.callback)."""
 
-    def __call__(self, event: dict[str, Any]) -> None:
-        for step in event.get("resumed_from") or ():
-            self.line(f"resumed from the checkpoint at step {step}")
-        if event.get("event") == "stopped":
-            self.line(f"stopped: {event.get('message')}")
-        if event.get("loss") is not None:
-            self.line(f"step {event['step']}/{event['total_steps']}  epoch {event['epoch']:.2f}  "
-                      f"loss {event['loss']:.4f}  {event.get('examples_per_s') or 0:,.1f} seq/s  "
-                      f"elapsed {format_duration(event.get('elapsed_s'))}")
-        for v in event.get("val") or ():
-            shown = "  ".join(f"{k} {x:.4f}" for k, x in v.items() if k != "step")
-            self.line(f"  valid at step {v['step']}: {shown}  "
-                      f"(best {event['metric']} {event.get('best_value') or 0:.4f})")
+    def step_line(self, event: dict[str, Any]) -> str:
+        return (f"step {event['step']}/{event['total_steps']}  epoch {event['epoch']:.2f}  "
+                f"loss {event['loss']:.4f}  {event.get('examples_per_s') or 0:,.1f} seq/s  "
+                f"elapsed {format_duration(event.get('elapsed_s'))}")
+
+    def val_line(self, event: dict[str, Any], val: dict[str, Any]) -> str:
+        shown = "  ".join(f"{k} {x:.4f}" for k, x in val.items() if k != "step")
+        return f"  valid at step {val['step']}: {shown}  (best {event['metric']} {event.get('best_value') or 0:.4f})"
+
+    def after(self, event: dict[str, Any]) -> None:
         if event.get("test"):
             self.line("  test (best checkpoint): " + "  ".join(f"{k} {x:.4f}" for k, x in event["test"].items()))
 
@@ -109,41 +125,39 @@ class _BatchJobProgress(_Printer):
         elif kind == "finalize" and self.finalize_line(event):
             self.line(self.finalize_line(event))
 
+    # Each job's lines are templates over its event's fields (str.format_map): the plan line,
+    # the text after "[done/total chunks]", and the line before finalizing (None: no line).
+    plan_template: str
+    chunk_template: str
+    finalize_template: str | None = None
+    chunk_clock = "ETA"  # which time the chunk line ends with: "ETA" (eta_s) or "elapsed" (elapsed_s)
+
     def plan_line(self, event: dict[str, Any]) -> str:
-        raise NotImplementedError
+        return self.plan_template.format_map(event)
 
     def chunk_text(self, event: dict[str, Any]) -> str:
-        raise NotImplementedError
+        seconds = event.get("eta_s") if self.chunk_clock == "ETA" else event.get("elapsed_s")
+        return f"{self.chunk_template.format_map(event)}  {self.chunk_clock} {format_duration(seconds)}"
 
     def finalize_line(self, event: dict[str, Any]) -> str | None:
-        return None
+        return self.finalize_template
 
 
 class ScoringProgress(_BatchJobProgress):
     """Lines from scoring events (hyena_platform.score.pipeline): start, chunk, finalize."""
 
-    def plan_line(self, event: dict[str, Any]) -> str:
-        return (f"scoring {event['bases']:,} bases with {event['model']} (window {event['window']:,}, "
-                f"stride {event['stride']:,}) in {event['chunks']} chunk(s) -> {event['output']}")
-
-    def chunk_text(self, event: dict[str, Any]) -> str:
-        return (f"{event['chrom']}:{event['start']:,}-{event['end']:,}  {event['bases_per_s']:,.0f} bases/s  "
-                f"ETA {format_duration(event.get('eta_s'))}")
-
-    def finalize_line(self, event: dict[str, Any]) -> str | None:
-        return "checking coverage, writing bins and the track"
+    plan_template = ("scoring {bases:,} bases with {model} (window {window:,}, stride {stride:,}) "
+                     "in {chunks} chunk(s) -> {output}")
+    chunk_template = "{chrom}:{start:,}-{end:,}  {bases_per_s:,.0f} bases/s"
+    finalize_template = "checking coverage, writing bins and the track"
 
 
 class VariantProgress(_BatchJobProgress):
     """Lines from variant effect events (hyena_platform.vep.pipeline)."""
 
-    def plan_line(self, event: dict[str, Any]) -> str:
-        return (f"scoring {event['rows']:,} ALT alleles of {event['records']:,} VCF records with {event['model']} "
-                f"(flank {event['flank']:,} bases each side) in {event['chunks']} chunk(s) -> {event['output']}")
-
-    def chunk_text(self, event: dict[str, Any]) -> str:
-        return (f"{event['rows']:,} variants  {event['variants_per_s']:,.0f} variants/s  "
-                f"ETA {format_duration(event.get('eta_s'))}")
+    plan_template = ("scoring {rows:,} ALT alleles of {records:,} VCF records with {model} "
+                     "(flank {flank:,} bases each side) in {chunks} chunk(s) -> {output}")
+    chunk_template = "{rows:,} variants  {variants_per_s:,.0f} variants/s"
 
     def finalize_line(self, event: dict[str, Any]) -> str | None:
         return "writing the annotated VCF (bgzip + tabix)" if event.get("vcf") else None
@@ -152,10 +166,6 @@ class VariantProgress(_BatchJobProgress):
 class EmbeddingProgress(_BatchJobProgress):
     """Lines from embedding events (hyena_platform.embed.pipeline)."""
 
-    def plan_line(self, event: dict[str, Any]) -> str:
-        return (f"embedding {event['sequences']:,} sequence(s) ({event['input']}) with {event['model']} in "
-                f"{event['chunks']} chunk(s) -> {event['output']}")
-
-    def chunk_text(self, event: dict[str, Any]) -> str:
-        return (f"part {event['index']}: {event['rows']:,} rows  "
-                f"elapsed {format_duration(event['elapsed_s'])}")
+    plan_template = "embedding {sequences:,} sequence(s) ({input}) with {model} in {chunks} chunk(s) -> {output}"
+    chunk_template = "part {index}: {rows:,} rows"
+    chunk_clock = "elapsed"
