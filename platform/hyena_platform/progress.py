@@ -96,6 +96,8 @@ class FinetuneProgress(_RunProgress):
         return f"  valid at step {val['step']}: {shown}  (best {event['metric']} {event.get('best_value') or 0:.4f})"
 
     def after(self, event: dict[str, Any]) -> None:
+        if event.get("event") == "baseline":
+            self.line(f"fitting the k-mer baseline (k-mer counts, k = 1..{event['max_k']}, linear model) ...")
         if event.get("test"):
             self.line("  test (best checkpoint): " + "  ".join(f"{k} {x:.4f}" for k, x in event["test"].items()))
 

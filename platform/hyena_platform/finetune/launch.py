@@ -198,8 +198,10 @@ def class_weights(job: FinetuneJob, data: TaskData, *, source: str) -> list[floa
 # ------------------------------------------------------------------------------- the steps
 
 
-def log_baseline(plan: FinetunePlan, run_id: str) -> dict[str, dict[str, float]]:
-    """Fit the k-mer baseline once per run (a resumed run reads it back)."""
+def log_baseline(plan: FinetunePlan, run_id: str,
+                 progress: ProgressFn | None = None) -> dict[str, dict[str, float]]:
+    """Fit the k-mer baseline once per run (a resumed run reads it back); the fit can take
+    minutes, so `progress` hears of it before it starts."""
     from hyena_platform.finetune.kmer import run_baseline
 
     job, tcfg, data = plan.job, plan.tracking, plan.data
@@ -208,6 +210,8 @@ def log_baseline(plan: FinetunePlan, run_id: str) -> dict[str, dict[str, float]]
     logged = baseline_from_run(tcfg, run_id, job.task.problem_type)
     if logged:
         return logged
+    if progress is not None:
+        progress({"event": "baseline", "max_k": job.baseline.max_k})
     out = run_baseline(data, data.splits, job.baseline)
     tracking.log_metrics(tcfg, run_id, [(f"baseline/{s}/{k}", v, 0) for s in ("valid", "test")
                                         for k, v in out[s].items()])
@@ -259,7 +263,7 @@ def run_finetune(job: FinetuneJob, *, source: str = "<job>", fresh: bool = False
             run_id: str = run
             clock.lap("setup")
             with ending_run(plan.tracking, run_id):
-                baseline = log_baseline(plan, run_id)
+                baseline = log_baseline(plan, run_id, progress)
                 clock.lap("baseline")
                 start_ray(job.scaling.address, worker_logs=ray_logs)
                 check_resources(job.scaling)  # a request the cluster cannot meet would wait forever
