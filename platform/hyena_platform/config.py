@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import sys
 import types
 import typing
 from pathlib import Path
@@ -43,9 +44,25 @@ SECTION_CONFIG = ConfigDict(extra="forbid", coerce_numbers_to_str=True, allow_in
 
 
 def section(cls: type[T]) -> type[T]:
-    """Decorator for a job section: a frozen pydantic dataclass with strict keys and scalars."""
+    """Decorator for a job section: a frozen pydantic dataclass with strict keys and scalars.
+
+    A field typed as a section whose every key has a default, and given no default itself,
+    defaults to that section's defaults (``train: TrainSection``): a job file may leave the
+    section out. A section with a required key stays required (``model: ModelSection`` of a
+    scoring job needs its ``uri``)."""
+    _default_sections(cls)
     cls._strict_scalars = field_validator("*", mode="before")(_strict_scalars)  # type: ignore[attr-defined]
     return pydantic_dataclass(cls, frozen=True, config=SECTION_CONFIG)
+
+
+def _default_sections(cls: type) -> None:
+    """`Field(default_factory=S)` for each field of `cls` annotated with such a section S."""
+    namespace = vars(sys.modules[cls.__module__])
+    for name, annotation in cls.__dict__.get("__annotations__", {}).items():
+        tp = namespace.get(annotation) if isinstance(annotation, str) else annotation
+        fields = getattr(tp, "__pydantic_fields__", None)
+        if name not in cls.__dict__ and fields is not None and not any(f.is_required() for f in fields.values()):
+            setattr(cls, name, Field(default_factory=tp))
 
 
 def kind_field(kind: str) -> Any:

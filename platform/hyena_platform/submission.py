@@ -85,8 +85,8 @@ class EntrypointSection:
 class SubmissionSection:
     """The ``submission:`` section of a job YAML; read by `hyena submit`, ignored by the job itself."""
 
-    runtime_env: RuntimeEnvSection = Field(default_factory=RuntimeEnvSection)
-    entrypoint: EntrypointSection = Field(default_factory=EntrypointSection)
+    runtime_env: RuntimeEnvSection
+    entrypoint: EntrypointSection
     submission_id: str | None = Field(None, description=(
         "null: Ray makes one (raysubmit_...). Placeholders {job} (file stem), {time} (UTC), {user}. A fixed id makes"
         " a second submission of the same job fail instead of running twice."))

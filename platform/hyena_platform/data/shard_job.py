@@ -24,7 +24,7 @@ class ShardJob:
 
     output: str = Field(description="the shard directory or URI (s3://, gs://, ... anything pyarrow supports)")
     kind: Literal["shard"] = kind_field("shard")
-    data: DataConfig = Field(default_factory=DataConfig)
+    data: DataConfig
     overwrite: bool = Field(False, description="replace an existing (complete or interrupted) shard directory")
     address: str | None = Field(None, description="Ray cluster; None: $RAY_ADDRESS, else a local Ray")
 

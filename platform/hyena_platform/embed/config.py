@@ -88,10 +88,10 @@ class EmbedJob:
     model: ModelSection
     output: OutputSection
     kind: Literal["embed"] = kind_field("embed")
-    input: InputSection = Field(default_factory=InputSection)
-    embedding: EmbeddingSection = Field(default_factory=EmbeddingSection)
-    compute: ComputeSection = Field(default_factory=ComputeSection)
-    tracking: EmbedTrackingSection = Field(default_factory=EmbedTrackingSection)
+    input: InputSection
+    embedding: EmbeddingSection
+    compute: ComputeSection
+    tracking: EmbedTrackingSection
     address: str | None = Field(None, description="Ray cluster; null: $RAY_ADDRESS, else a local Ray")
     submission: SubmissionSection = submission_field("hyena embed")
 

@@ -20,7 +20,7 @@ from hyena_platform.finetune.kmer import BaselineConfig
 from hyena_platform.finetune.metrics import METRICS
 from hyena_platform.submission import SubmissionSection
 from hyena_platform.tracking import TrackingConfig
-from hyena_platform.train.config import CheckpointSection, ScalingSection
+from hyena_platform.train.config import CheckpointSection, OptimizerSection, ScalingSection, check_counts
 
 ProblemType = Literal["single_label_classification", "multi_label_classification", "regression"]
 _DROPOUT_FIELDS = ("embed_dropout", "resid_dropout", "hyena_dropout")
@@ -60,18 +60,16 @@ class TaskSection:
 
 
 @section
-class FinetuneTrainSection:
+class FinetuneTrainSection(OptimizerSection):
     """Optimisation (HyenaDNA's AdamW groups and schedule), validation, early stopping."""
 
+    # Fine-tuning's defaults for the optimizer fields (their meaning: OptimizerSection).
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.05
     epochs: int = Field(3, description="passes over the train split (ignored when steps is set)")
     steps: int | None = Field(None, description="optimizer steps in total instead of epochs")
     batch_size: int = Field(16, description="sequences per optimizer step, all workers together")
-    lr: float = Field(1e-4, description="peak AdamW learning rate (warm-up, cosine to min_lr_ratio x lr)")
-    betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas")
-    weight_decay: float = Field(0.01, description="none on the implicit filter, biases and norms (HyenaDNA's groups)")
-    warmup_fraction: float = Field(0.05, description="linear lr warm-up, fraction of all steps")
-    min_lr_ratio: float = Field(0.1, description="cosine floor, fraction of lr")
-    grad_clip: float = Field(1.0, description="0 disables")
     freeze_backbone: bool = Field(False, description="true: train the head only (linear probe)")
     class_weights: Literal["none", "balanced"] | tuple[float, ...] = Field("none", description=(
         "classification loss weights"))
@@ -81,24 +79,10 @@ class FinetuneTrainSection:
     patience: int | None = Field(None, description=(
         "validations without improvement before stopping early; null = never"))
     eval_batch: int = Field(32, description="sequences per forward in validation and test")
-    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on GPU, fp32 on CPU")
-    activation_checkpointing: bool = Field(False, description=(
-        "recompute block activations in backward (less memory)"))
-    seed: int = Field(0, description="head init, batch order, dropout")
-    log_every: int = Field(10, description="steps between reports to the driver")
 
     def validate(self) -> None:
-        for key in ("epochs", "batch_size", "eval_batch", "log_every"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"train.{key} must be >= 1, got {getattr(self, key)}")
-        for key in ("steps", "eval_every", "patience"):
-            value = getattr(self, key)
-            if value is not None and value < 1:
-                raise ValueError(f"train.{key} must be >= 1 or null, got {value}")
-        if self.lr <= 0 or self.weight_decay < 0 or self.grad_clip < 0:
-            raise ValueError("train.lr must be > 0; train.weight_decay and train.grad_clip >= 0")
-        if not 0 <= self.warmup_fraction < 1 or not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError("train.warmup_fraction must be in [0, 1) and train.min_lr_ratio in [0, 1]")
+        check_counts(self, ("epochs", "batch_size", "eval_batch"), ("steps", "eval_every", "patience"))
+        super().validate()
         if isinstance(self.class_weights, tuple) and any(w <= 0 for w in self.class_weights):
             raise ValueError("train.class_weights: every weight must be > 0")
 
@@ -114,15 +98,15 @@ class FinetuneTrackingConfig(TrackingConfig):
 @section
 class FinetuneJob:
     kind: Literal["finetune"] = kind_field("finetune")
-    model: BaseModelSection = Field(default_factory=BaseModelSection)
-    task: TaskSection = Field(default_factory=TaskSection)
-    data: FinetuneDataConfig = Field(default_factory=FinetuneDataConfig)
-    train: FinetuneTrainSection = Field(default_factory=FinetuneTrainSection)
-    baseline: BaselineConfig = Field(default_factory=BaselineConfig)
+    model: BaseModelSection
+    task: TaskSection
+    data: FinetuneDataConfig
+    train: FinetuneTrainSection
+    baseline: BaselineConfig
     scaling: ScalingSection = Field(default_factory=lambda: ScalingSection(num_workers=1))
-    checkpoint: CheckpointSection = Field(default_factory=CheckpointSection)
-    tracking: FinetuneTrackingConfig = Field(default_factory=FinetuneTrackingConfig)
-    submission: SubmissionSection = Field(default_factory=SubmissionSection)
+    checkpoint: CheckpointSection
+    tracking: FinetuneTrackingConfig
+    submission: SubmissionSection
 
     def validate(self) -> None:
         metric = self.metric

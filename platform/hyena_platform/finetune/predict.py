@@ -72,13 +72,13 @@ class PredictTrackingSection:
 
 @section
 class PredictJob:
-    model: PredictModelSection = Field(default_factory=PredictModelSection)
-    input: PredictInputSection = Field(default_factory=PredictInputSection)
+    model: PredictModelSection
+    input: PredictInputSection
     output: str = Field("predictions", description="output directory")
     kind: Literal["predict"] = kind_field("predict")
-    compute: PredictComputeSection = Field(default_factory=PredictComputeSection)
-    tracking: PredictTrackingSection = Field(default_factory=PredictTrackingSection)
-    submission: SubmissionSection = Field(default_factory=SubmissionSection)
+    compute: PredictComputeSection
+    tracking: PredictTrackingSection
+    submission: SubmissionSection
 
     def validate(self) -> None:
         if not self.model.uri:

@@ -209,12 +209,12 @@ class TrackingSection:
 class ScoreJob:
     model: ModelSection
     output: OutputSection
-    data: GenomeSection = Field(default_factory=GenomeSection)
-    target: TargetSection = Field(default_factory=TargetSection)
-    window: WindowSection = Field(default_factory=WindowSection)
-    compute: ComputeSection = Field(default_factory=ComputeSection)
-    baseline: BaselineSection = Field(default_factory=BaselineSection)
-    tracking: TrackingSection = Field(default_factory=TrackingSection)
+    data: GenomeSection
+    target: TargetSection
+    window: WindowSection
+    compute: ComputeSection
+    baseline: BaselineSection
+    tracking: TrackingSection
     address: str | None = Field(None, description="Ray cluster; null: $RAY_ADDRESS, else a local Ray")
     kind: Literal["score"] = kind_field("score")
     submission: SubmissionSection = submission_field("hyena score")

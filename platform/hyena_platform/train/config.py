@@ -99,41 +99,25 @@ class StageSpec:
 
 
 @section
-class TrainSection:
-    """The HyenaDNA recipe (Nguyen et al. 2023, appendix A.2) and its warm-up."""
+class OptimizerSection:
+    """AdamW with HyenaDNA's weight-decay groups, linear warm-up then cosine decay (Nguyen et al.
+    2023, appendix A.2), and how a worker runs its steps: the fields the pretraining and the
+    fine-tuning `train:` sections share (train.loop.build_optimizer reads them)."""
 
-    steps: int | None = Field(None, description="optimizer steps in total (null with explicit stages: their sum)")
-    global_batch: int = Field(256, description="sequences per optimizer step, the same in every stage")
-    micro_batch: int = Field(8, description="sequences per forward per worker at the target length (memory budget)")
-    target_length: int | None = Field(None, description="tokens per window in the last stage; null = model l_max - 2")
-    start_length: int = Field(64, description="first stage length; doubled until target_length")
-    warmup_stage_steps: int | None = Field(None, description="steps per warm-up stage; null = half the run, shared")
-    stages: tuple[StageSpec, ...] | None = Field(None, description="explicit stages instead of the doubling")
-    lr: float = Field(6e-4, description="peak AdamW learning rate")
+    lr: float = Field(6e-4, description="peak AdamW learning rate (warm-up, cosine to min_lr_ratio x lr)")
     betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas")
-    weight_decay: float = Field(0.1, description="none on the implicit-filter MLP, biases and norms")
+    weight_decay: float = Field(0.1, description="none on the implicit-filter MLP, biases and norms (HyenaDNA's groups)")
     warmup_fraction: float = Field(0.01, description="linear lr warm-up, fraction of all steps")
     min_lr_ratio: float = Field(0.1, description="cosine floor, fraction of lr")
     grad_clip: float = Field(1.0, description="max global grad norm; 0 disables")
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on GPU, fp32 on CPU")
     activation_checkpointing: bool = Field(False, description="recompute block activations in backward (less memory)")
-    seed: int = Field(0, description="model init, dropout and window sampling seed")
+    seed: int = Field(0, description="model or head init, dropout and data order")
     log_every: int = Field(10, description="steps between reports to the driver (per-step metrics are all logged)")
-    val_every: int | None = Field(None, description="periodic validation every N steps (plus at each stage end)")
-    val_windows: int = Field(64, description="held-out windows per validation")
-    baseline_orders: tuple[int, ...] = Field((1, 3, 5, 7), description="k of the order-k Markov baselines")
 
     def validate(self) -> None:
-        positive = {"global_batch": self.global_batch, "micro_batch": self.micro_batch,
-                    "start_length": self.start_length, "log_every": self.log_every,
-                    "val_windows": self.val_windows}
-        for key, value in positive.items():
-            if value < 1:
-                raise ValueError(f"train.{key} must be >= 1, got {value}")
-        for key in ("steps", "target_length", "warmup_stage_steps", "val_every"):
-            value = getattr(self, key)
-            if value is not None and value < 1:
-                raise ValueError(f"train.{key} must be >= 1 or null, got {value}")
+        if self.log_every < 1:
+            raise ValueError(f"train.log_every must be >= 1, got {self.log_every}")
         if self.lr <= 0:
             raise ValueError(f"train.lr must be > 0, got {self.lr}")
         if not all(0 <= b < 1 for b in self.betas) or len(self.betas) != 2:
@@ -144,6 +128,38 @@ class TrainSection:
             raise ValueError(f"train.warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
         if not 0 <= self.min_lr_ratio <= 1:
             raise ValueError(f"train.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+
+
+def check_counts(section: Any, required: Sequence[str], optional: Sequence[str] = ()) -> None:
+    """ValueError naming the first of `required` below 1, or of `optional` set (not null) below 1."""
+    for key in required:
+        if getattr(section, key) < 1:
+            raise ValueError(f"train.{key} must be >= 1, got {getattr(section, key)}")
+    for key in optional:
+        value = getattr(section, key)
+        if value is not None and value < 1:
+            raise ValueError(f"train.{key} must be >= 1 or null, got {value}")
+
+
+@section
+class TrainSection(OptimizerSection):
+    """The HyenaDNA recipe (Nguyen et al. 2023, appendix A.2) and its warm-up."""
+
+    steps: int | None = Field(None, description="optimizer steps in total (null with explicit stages: their sum)")
+    global_batch: int = Field(256, description="sequences per optimizer step, the same in every stage")
+    micro_batch: int = Field(8, description="sequences per forward per worker at the target length (memory budget)")
+    target_length: int | None = Field(None, description="tokens per window in the last stage; null = model l_max - 2")
+    start_length: int = Field(64, description="first stage length; doubled until target_length")
+    warmup_stage_steps: int | None = Field(None, description="steps per warm-up stage; null = half the run, shared")
+    stages: tuple[StageSpec, ...] | None = Field(None, description="explicit stages instead of the doubling")
+    val_every: int | None = Field(None, description="periodic validation every N steps (plus at each stage end)")
+    val_windows: int = Field(64, description="held-out windows per validation")
+    baseline_orders: tuple[int, ...] = Field((1, 3, 5, 7), description="k of the order-k Markov baselines")
+
+    def validate(self) -> None:
+        check_counts(self, ("global_batch", "micro_batch", "start_length", "val_windows"),
+                           ("steps", "target_length", "warmup_stage_steps", "val_every"))
+        super().validate()
         for k in self.baseline_orders:
             if not 0 <= k <= 10:
                 raise ValueError(f"train.baseline_orders: order {k} is outside 0..10 (5^(k+1) counts)")
@@ -218,12 +234,12 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 @section
 class PretrainJob:
     kind: Literal["pretrain"] = kind_field("pretrain")
-    model: ModelSection = Field(default_factory=ModelSection)
-    data: DataConfig = Field(default_factory=DataConfig)
-    train: TrainSection = Field(default_factory=TrainSection)
-    scaling: ScalingSection = Field(default_factory=ScalingSection)
-    checkpoint: CheckpointSection = Field(default_factory=CheckpointSection)
-    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    model: ModelSection
+    data: DataConfig
+    train: TrainSection
+    scaling: ScalingSection
+    checkpoint: CheckpointSection
+    tracking: TrackingConfig
     submission: SubmissionSection = submission_field("hyena pretrain")
 
     def run_name(self, source: str | Path | None = None) -> str:

@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from hyena.tokenizer import PAD
+from hyena_platform.train.config import OptimizerSection
 from hyena_platform.train.schedule import Stage, lr_factor, stage_at
 from hyena_platform.train.state import (
     DataPosition,
@@ -53,7 +54,7 @@ from hyena_platform.train.state import (
 class WorkerConfig:
     """What a training worker needs, and nothing more (not the whole job)."""
 
-    train: Any  # TrainSection (or a fine-tuning job's train section with the same optimizer fields)
+    train: OptimizerSection  # the job's train section (pretraining's or fine-tuning's)
     stages: tuple[Stage, ...]
     model_config: dict[str, Any]  # HyenaConfig.to_dict()
     checkpoint_every: int  # optimizer steps between checkpoints
@@ -69,7 +70,7 @@ class WorkerConfig:
         return self.stages[-1].end_step
 
 
-def build_optimizer(model: torch.nn.Module, train) -> tuple[torch.optim.Optimizer, Any]:
+def build_optimizer(model: torch.nn.Module, train: OptimizerSection) -> tuple[torch.optim.Optimizer, Any]:
     """AdamW with the HyenaDNA weight-decay groups and the warm-up + cosine schedule."""
     from hyena import param_groups
 

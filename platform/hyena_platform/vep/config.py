@@ -98,11 +98,11 @@ class VepJob:
     model: ModelSection
     vcf: VcfSection
     output: VepOutputSection
-    data: GenomeSection = Field(default_factory=GenomeSection)
-    window: VepWindowSection = Field(default_factory=VepWindowSection)
+    data: GenomeSection
+    window: VepWindowSection
     compute: ComputeSection = Field(default_factory=ComputeSection, description=(
         "batch_size: sequences per call, 4 per variant"))
-    tracking: VepTrackingSection = Field(default_factory=VepTrackingSection)
+    tracking: VepTrackingSection
     address: str | None = Field(None, description="Ray cluster; null: $RAY_ADDRESS, else a local Ray")
     kind: Literal["vep"] = kind_field("vep")
     submission: SubmissionSection = submission_field("hyena vep")
