@@ -26,6 +26,7 @@ from pydantic import Field
 from hyena_platform.config import apply_overrides, from_mapping, kind_field, load_yaml_mapping, section
 from hyena_platform.errors import InputError
 from hyena_platform.finetune.data_config import Crop
+from hyena_platform.score.config import ReplicaPoolSection
 from hyena_platform.submission import SubmissionSection
 
 MANIFEST = "_manifest.json"
@@ -53,14 +54,18 @@ class PredictInputSection:
 
 
 @section
-class PredictComputeSection:
-    """The replica pool."""
+class PredictComputeSection(ReplicaPoolSection):
+    """The replica pool; each replica writes the parts it predicts."""
 
-    replicas: int = Field(1, description="model replicas (Ray actors)")
-    cpus_per_replica: float = Field(1.0, description="CPUs reserved per replica; fractional values are fine")
-    threads_per_replica: int = Field(1, description="torch threads in each replica")
-    batch_size: int = Field(32, description="sequences per forward")
+    batch_size: int = Field(32, description="sequences per model call")
     part_size: int = Field(1024, description="sequences per output file (the unit of resumption)")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.part_size < 1:
+            raise ValueError(f"compute.part_size must be >= 1, got {self.part_size}")
+        if self.cpus_per_replica <= 0:
+            raise ValueError(f"compute.cpus_per_replica must be > 0, got {self.cpus_per_replica}")
 
 
 @section
@@ -87,10 +92,6 @@ class PredictJob:
             raise ValueError("input.path is required")
         if self.input.format == "bed" and not self.input.fasta:
             raise ValueError("input.format bed needs input.fasta (the genome of the regions)")
-        c = self.compute
-        if min(c.replicas, c.batch_size, c.part_size, c.threads_per_replica) < 1 or c.cpus_per_replica <= 0:
-            raise ValueError("compute.replicas, batch_size, part_size, threads_per_replica must be >= 1 and "
-                             "cpus_per_replica > 0")
 
 
 def load_predict_job(path: str | Path, overrides: Sequence[str] = ()) -> PredictJob:
@@ -317,7 +318,7 @@ def _predict_parts(job: PredictJob, model, resolved: str, ids: list[str], tokens
         ds = ray.data.from_items(pending, override_num_blocks=len(pending)).map_batches(
             PredictReplica, batch_size=1, batch_format="pyarrow", concurrency=c.replicas, num_cpus=c.cpus_per_replica,
             fn_constructor_kwargs={"payload": [ray.put(model)], "root": str(root), "batch_size": c.batch_size,
-                                   "threads": c.threads_per_replica})
+                                   "threads": c.torch_threads})
         ds.materialize()
     _write_json(root / MANIFEST, {"identity": identity, "complete": True, "rows": len(ids), "parts": len(parts),
                                   "columns": predict_table(model, ids[:1], tokens[:1], 1).column_names,

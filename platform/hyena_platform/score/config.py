@@ -90,32 +90,44 @@ class WindowSection:
 
 
 @section
-class ComputeSection:
-    """The actor pool of model replicas (Ray Data map_batches)."""
+class ReplicaPoolSection:
+    """A pool of model replicas (Ray actors), each running batches through its copy of the model."""
 
     replicas: int = Field(1, description="model replicas (actors)")
-    batch_size: int = Field(16, description="windows per model call")
+    batch_size: int = Field(16, description="windows (or sequences) per model call")
     cpus_per_replica: float = Field(1.0, description="CPUs reserved per replica; fractional values are fine")
-    gpus_per_replica: float = Field(0.0, description="> 0: replicas run on CUDA; 0.25 = four replicas per GPU")
     threads_per_replica: int | None = Field(None, description="torch threads; null = max(1, int(cpus_per_replica))")
-    writers: int = Field(1, description="Parquet-writing actors (replicas read their own FASTA spans)")
-    cpus_per_writer: float = Field(0.25, description="CPUs reserved per writer actor")
-    precision: Literal["fp32", "bf16"] = Field("fp32", description=(
-        "bf16: bfloat16 matmuls (GPU, or CPU with AVX512-BF16/AMX), FFT and scores float32"))
 
     def validate(self) -> None:
-        if self.replicas < 1 or self.batch_size < 1 or self.writers < 1:
-            raise ValueError("compute.replicas, compute.batch_size and compute.writers must be >= 1")
-        if self.cpus_per_replica <= 0 and self.gpus_per_replica <= 0:
-            raise ValueError("compute.cpus_per_replica must be > 0 (or give gpus_per_replica)")
-        if self.cpus_per_replica < 0 or self.gpus_per_replica < 0 or self.cpus_per_writer < 0:
-            raise ValueError("compute CPU and GPU amounts must be >= 0")
+        for key in ("replicas", "batch_size"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"compute.{key} must be >= 1, got {getattr(self, key)}")
         if self.threads_per_replica is not None and self.threads_per_replica < 1:
             raise ValueError(f"compute.threads_per_replica must be >= 1, got {self.threads_per_replica}")
 
     @property
     def torch_threads(self) -> int:
         return self.threads_per_replica or max(1, int(self.cpus_per_replica))
+
+
+@section
+class ComputeSection(ReplicaPoolSection):
+    """The actor pools of a batch job (hyena_platform.batch): model replicas, then Parquet writers."""
+
+    gpus_per_replica: float = Field(0.0, description="> 0: replicas run on CUDA; 0.25 = four replicas per GPU")
+    writers: int = Field(1, description="Parquet-writing actors (replicas read their own FASTA spans)")
+    cpus_per_writer: float = Field(0.25, description="CPUs reserved per writer actor")
+    precision: Literal["fp32", "bf16"] = Field("fp32", description=(
+        "bf16: bfloat16 matmuls (GPU, or CPU with AVX512-BF16/AMX), FFT and scores float32"))
+
+    def validate(self) -> None:
+        super().validate()
+        if self.writers < 1:
+            raise ValueError(f"compute.writers must be >= 1, got {self.writers}")
+        if self.cpus_per_replica <= 0 and self.gpus_per_replica <= 0:
+            raise ValueError("compute.cpus_per_replica must be > 0 (or give gpus_per_replica)")
+        if self.cpus_per_replica < 0 or self.gpus_per_replica < 0 or self.cpus_per_writer < 0:
+            raise ValueError("compute CPU and GPU amounts must be >= 0")
 
     @property
     def device(self) -> str:
