@@ -41,6 +41,13 @@ class _Printer:
     def line(self, text: str) -> None:
         self.echo(self.indent + text)
 
+    @staticmethod
+    def timed(template: str, fields: dict[str, Any], clock: str) -> str:
+        """`template` over `fields` (str.format_map), then the clock: "ETA" (the event's eta_s)
+        or "elapsed" (elapsed_s)."""
+        seconds = fields.get("eta_s") if clock == "ETA" else fields.get("elapsed_s")
+        return f"{template.format_map(fields)}  {clock} {format_duration(seconds)}"
+
 
 def _print_flushed(text: str) -> None:
     print(text, flush=True)
@@ -55,16 +62,22 @@ class _RunProgress(_Printer):
         if event.get("event") == "stopped":
             self.line(f"stopped: {event.get('message')}")
         if event.get("loss") is not None:
-            self.line(self.step_line(event))
+            self.line(self.timed(self.step_template, self.fields(event), self.step_clock))
         for v in event.get("val") or ():
             self.line(self.val_line(event, v))
         self.after(event)
 
-    def step_line(self, event: dict[str, Any]) -> str:
-        raise NotImplementedError
+    # Each job's step line is a template over its report event's fields (after `fields`), then
+    # the clock; a validation line is `val_template` over one validation's fields.
+    step_template: str
+    step_clock: str
+    val_template: str
+
+    def fields(self, event: dict[str, Any]) -> dict[str, Any]:
+        return event
 
     def val_line(self, event: dict[str, Any], val: dict[str, Any]) -> str:
-        raise NotImplementedError
+        return self.val_template.format_map(val)
 
     def after(self, event: dict[str, Any]) -> None:
         """Lines a job prints after validation (fine-tuning: the test metrics)."""
@@ -73,25 +86,27 @@ class _RunProgress(_Printer):
 class TrainingProgress(_RunProgress):
     """Lines from pretraining report events (hyena_platform.train.callback)."""
 
-    def step_line(self, event: dict[str, Any]) -> str:
-        return (f"[stage {event['stage'] + 1}/{event['n_stages']} L={event['seq_len']}] "
-                f"step {event['step']}/{event['total_steps']}  loss {event['loss']:.4f}  "
-                f"{event.get('tokens_per_s') or 0.0:,.0f} tok/s  ETA {format_duration(event.get('eta_s'))}")
+    step_template = ("[stage {stage_number}/{n_stages} L={seq_len}] step {step}/{total_steps}  loss {loss:.4f}  "
+                     "{tokens_per_s:,.0f} tok/s")
+    step_clock = "ETA"
+    val_template = ("  held-out L={seq_len} at step {step}: loss {loss:.4f}  perplexity {perplexity:.4f}  "
+                    "{bits_per_base:.4f} bits/base")
 
-    def val_line(self, event: dict[str, Any], val: dict[str, Any]) -> str:
-        return (f"  held-out L={val['seq_len']} at step {val['step']}: loss {val['loss']:.4f}  "
-                f"perplexity {val['perplexity']:.4f}  {val['bits_per_base']:.4f} bits/base")
+    def fields(self, event: dict[str, Any]) -> dict[str, Any]:
+        return {**event, "stage_number": event["stage"] + 1, "tokens_per_s": event.get("tokens_per_s") or 0.0}
 
 
 class FinetuneProgress(_RunProgress):
     """Lines from fine-tuning report events (hyena_platform.finetune.callback)."""
 
-    def step_line(self, event: dict[str, Any]) -> str:
-        return (f"step {event['step']}/{event['total_steps']}  epoch {event['epoch']:.2f}  "
-                f"loss {event['loss']:.4f}  {event.get('examples_per_s') or 0:,.1f} seq/s  "
-                f"elapsed {format_duration(event.get('elapsed_s'))}")
+    step_template = "step {step}/{total_steps}  epoch {epoch:.2f}  loss {loss:.4f}  {examples_per_s:,.1f} seq/s"
+    step_clock = "elapsed"
+
+    def fields(self, event: dict[str, Any]) -> dict[str, Any]:
+        return {**event, "examples_per_s": event.get("examples_per_s") or 0.0}
 
     def val_line(self, event: dict[str, Any], val: dict[str, Any]) -> str:
+        """The metrics a validation has (they depend on the task), then the best so far."""
         shown = "  ".join(f"{k} {x:.4f}" for k, x in val.items() if k != "step")
         return f"  valid at step {val['step']}: {shown}  (best {event['metric']} {event.get('best_value') or 0:.4f})"
 
@@ -138,8 +153,7 @@ class _BatchJobProgress(_Printer):
         return self.plan_template.format_map(event)
 
     def chunk_text(self, event: dict[str, Any]) -> str:
-        seconds = event.get("eta_s") if self.chunk_clock == "ETA" else event.get("elapsed_s")
-        return f"{self.chunk_template.format_map(event)}  {self.chunk_clock} {format_duration(seconds)}"
+        return self.timed(self.chunk_template, event, self.chunk_clock)
 
     def finalize_line(self, event: dict[str, Any]) -> str | None:
         return self.finalize_template
