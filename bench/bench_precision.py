@@ -66,7 +66,7 @@ def compare(model: HyenaDNAForCausalLM, tokens: np.ndarray, window: int, stride:
     logp = {p: [] for p in scorers}
     n = tokens.size
     for i, start in enumerate(range(0, n, CHUNK)):
-        chunk = Chunk(i, "chrII", start, min(start + CHUNK, n), n, "bench")
+        chunk = Chunk("chrII", start, min(start + CHUNK, n), n, "bench", index=i)
         order = ("fp32", "bf16") if i % 2 == 0 else ("bf16", "fp32")  # alternate who goes first
         for p in order:
             out = scorers[p].score_chunk(chunk, tokens, 0)

@@ -69,7 +69,7 @@ def test_bf16_scoring_of_a_real_region_stays_close_to_fp32(bundled_genome, one_t
         loss.backward()
         opt.step()
     model.eval()
-    chunk = Chunk(0, "chrII", 0, tokens.size, tokens.size, "test")
+    chunk = Chunk("chrII", 0, tokens.size, tokens.size, "test", index=0)
     out = {p: ChunkScorer(model, window=256, stride=128, batch_size=4, precision=p).score_chunk(chunk, tokens, 0)
            for p in ("fp32", "bf16")}
     a, b = out["fp32"].columns["log_prob"], out["bf16"].columns["log_prob"]

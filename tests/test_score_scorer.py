@@ -47,7 +47,7 @@ def block_of(start: int, end: int, p: int) -> np.ndarray:
 
 @pytest.mark.parametrize("start,end", [(0, 900), (250, 611), (0, 40)])
 def test_log_prob_and_entropy_equal_a_direct_forward(model, genome, start, end):
-    chunk = Chunk(0, "c", start, end, genome.size, "f")
+    chunk = Chunk("c", start, end, genome.size, "f", index=0)
     scorer = ChunkScorer(model, window=W, stride=S, batch_size=5, probabilities=True)
     out = scorer.score_chunk(chunk, genome, 0)
     assert out.ref.tolist() == genome[start:end].tolist()
@@ -67,7 +67,7 @@ def test_log_prob_and_entropy_equal_a_direct_forward(model, genome, start, end):
 
 def test_n_bases_get_null_scores(model, genome):
     out = ChunkScorer(model, window=W, stride=S, batch_size=8, probabilities=True,
-                      reverse_strand=True).score_chunk(Chunk(0, "c", 0, 900, 900, "f"), genome, 0)
+                      reverse_strand=True).score_chunk(Chunk("c", 0, 900, 900, "f", index=0), genome, 0)
     is_n = genome == N
     for name, values in out.columns.items():
         nan = np.isnan(values) if values.ndim == 1 else np.isnan(values).all(axis=1)
@@ -78,7 +78,7 @@ def test_reverse_strand_is_the_reverse_complement_scored_and_mapped_back(model, 
     n = genome.size
     start, end = 300, 520
     out = ChunkScorer(model, window=W, stride=S, batch_size=4, probabilities=True,
-                      reverse_strand=True).score_chunk(Chunk(0, "c", start, end, n, "f"), genome, 0)
+                      reverse_strand=True).score_chunk(Chunk("c", start, end, n, "f", index=0), genome, 0)
     rc = reverse_complement_ids(genome)
     for p in (start, 333, 401, end - 1):
         q = n - 1 - p  # the same base on the reverse strand
@@ -97,14 +97,14 @@ def test_reverse_strand_is_the_reverse_complement_scored_and_mapped_back(model, 
 def test_reverse_strand_at_the_chromosome_end_starts_from_the_start_token(model, genome):
     n = genome.size
     out = ChunkScorer(model, window=W, stride=S, batch_size=4, reverse_strand=True).score_chunk(
-        Chunk(0, "c", n - 30, n, n, "f"), genome, 0)
+        Chunk("c", n - 30, n, n, "f", index=0), genome, 0)
     rc = reverse_complement_ids(genome)
     lp = direct(model, rc, 0, 0)  # the last forward base is the first reverse base: [SEP] only
     assert abs(out.columns["log_prob_rc"][-1] - lp[rc[0]].item()) <= 1e-5
 
 
 def test_scores_do_not_depend_on_the_fetched_span_and_repeat_bit_for_bit(model, genome):
-    chunk = Chunk(0, "c", 400, 700, genome.size, "f")
+    chunk = Chunk("c", 400, 700, genome.size, "f", index=0)
     scorer = ChunkScorer(model, window=W, stride=S, batch_size=6)
     full = scorer.score_chunk(chunk, genome, 0)
     again = scorer.score_chunk(chunk, genome[300:], 300)
@@ -113,7 +113,7 @@ def test_scores_do_not_depend_on_the_fetched_span_and_repeat_bit_for_bit(model, 
 
 
 def test_batch_size_changes_nothing_beyond_rounding(model, genome):
-    chunk = Chunk(0, "c", 0, 900, genome.size, "f")
+    chunk = Chunk("c", 0, 900, genome.size, "f", index=0)
     one = ChunkScorer(model, window=W, stride=S, batch_size=1).score_chunk(chunk, genome, 0)
     many = ChunkScorer(model, window=W, stride=S, batch_size=32).score_chunk(chunk, genome, 0)
     np.testing.assert_allclose(one.columns["log_prob"], many.columns["log_prob"], atol=1e-5)

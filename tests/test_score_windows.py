@@ -82,7 +82,7 @@ def test_reverse_interval_and_sequence_mapping():
 
 
 def test_fetch_span_covers_both_strands():
-    chunk = Chunk(0, "c", 300, 400, 1000, "f")
+    chunk = Chunk("c", 300, 400, 1000, "f", index=0)
     fwd_only = chunk_windows(chunk, 64, 32, reverse_strand=False)
     assert (fwd_only.fetch_start, fwd_only.fetch_end) == (300 - 1 - (64 - 32), 400)
     both = chunk_windows(chunk, 64, 32, reverse_strand=True)

@@ -163,8 +163,7 @@ def _execute(plan: ScorePlan, pending: list[Chunk], root: Path, emit: Progress) 
     from hyena_platform.score.scorer import kmer_payload, model_payload
 
     job, c = plan.job, plan.job.compute
-    items = [{"index": ch.index, "chrom": ch.chrom, "start": ch.start, "end": ch.end,
-              "length": ch.length, "source": ch.source} for ch in pending]
+    items = [ch.row() for ch in pending]
     payload = model_payload(plan.model.model)
     if plan.kmer is not None:
         payload["kmer"] = kmer_payload(plan.kmer)
@@ -213,7 +212,7 @@ class ScoreReplica:
         out = []
         for row in batch.to_pylist():
             t0 = time.perf_counter()
-            chunk = Chunk(row["index"], row["chrom"], row["start"], row["end"], row["length"], row["source"])
+            chunk = Chunk.from_row(row)
             span = chunk_windows(chunk, s.window, s.stride, reverse_strand=s.reverse_strand)
             start = max(0, min(span.fetch_start, chunk.start - s.context_before))
             spec = ChunkSpec(chunk.source, chunk.chrom, start, span.fetch_end, "score", start)
@@ -237,7 +236,7 @@ class ChunkWriter:
         out = []
         for row, ref, columns in unpack_scores(batch):
             t0 = time.perf_counter()
-            chunk = Chunk(row["index"], row["chrom"], row["start"], row["end"], row["length"], row["source"])
+            chunk = Chunk.from_row(row)
             _, size = write_chunk(self.root, chunk, chunk_table(chunk, ref, columns, self.names))
             out.append({"index": chunk.index, "chrom": chunk.chrom, "start": chunk.start, "end": chunk.end,
                         "bytes": size, "read_s": row["read_s"], "model_s": row["model_s"],

@@ -62,7 +62,7 @@ class ScorePlan:
 
     @property
     def bases(self) -> int:
-        return sum(r.end - r.start for r in self.regions)
+        return sum(r.bases for r in self.regions)
 
 
 def plan_job(job: ScoreJob, *, source: str = "<job>", model: ResolvedModel | None = None) -> ScorePlan:

@@ -32,8 +32,9 @@ the W bases ``x[e - W - 1 .. e - 1)`` (or, at a chromosome's start, [SEP] and th
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -55,26 +56,30 @@ class Region:
     def __str__(self) -> str:
         return f"{self.chrom}:{self.start}-{self.end}"
 
+    @property
+    def bases(self) -> int:
+        return self.end - self.start
+
 
 @dataclass(frozen=True)
-class Chunk:
-    """One output file's worth of bases: ``[start, end)`` of ``chrom``; the unit of resuming."""
+class Chunk(Region):
+    """One output file's worth of a region (numbered in order); the unit of resuming."""
 
     index: int
-    chrom: str
-    start: int
-    end: int
-    length: int  # of the chromosome
-    source: str
 
     @property
     def name(self) -> str:
         """File stem: zero-padded so that names sort by position."""
         return f"{self.start:012d}-{self.end:012d}"
 
-    @property
-    def bases(self) -> int:
-        return self.end - self.start
+    def row(self) -> dict[str, Any]:
+        """The chunk as a work item of the Ray pipeline (its fields by name)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Chunk:
+        """The chunk of a work item (or of a result row that carries the item's fields)."""
+        return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls)})
 
 
 def tile(start: int, end: int, window: int, stride: int) -> np.ndarray:
@@ -123,7 +128,7 @@ def plan_chunks(regions: Sequence[Region], chunk_size: int) -> list[Chunk]:
         pos = r.start
         while pos < r.end:
             stop = min(r.end, (pos // chunk_size + 1) * chunk_size)
-            chunks.append(Chunk(len(chunks), r.chrom, pos, stop, r.length, r.source))
+            chunks.append(Chunk(r.chrom, pos, stop, r.length, r.source, index=len(chunks)))
             pos = stop
     return chunks
 
