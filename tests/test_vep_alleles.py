@@ -88,7 +88,7 @@ def test_normalize_is_exact_on_real_reference(bundled_genome):
             ref, alt = seq[pos], seq[pos] + "".join(rng.choice(list("ACGT"), k))
         e = normalize(pos, ref, alt, seq, 0)
         assert apply(seq, e) == haplotype(seq, pos, ref, alt)
-        assert e.ref_length == 0 or e.alt == ""
+        assert e.bases == 0 or e.alt == ""
         assert seq[e.start - 1] != (e.alt or seq[e.start:e.end])[-1]  # cannot shift further left
 
 

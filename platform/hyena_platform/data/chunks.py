@@ -25,9 +25,9 @@ _NEWLINES = b"\r\n"
 
 def _checked(data: bytes, spec: ChunkSpec) -> np.ndarray:
     arr = np.frombuffer(data, dtype=np.uint8)
-    if arr.size != spec.end - spec.start:
+    if arr.size != spec.bases:
         raise InputError(f"{spec.source}, record {spec.chrom!r}: read {arr.size} bases at {spec.start}, "
-                         f"expected {spec.end - spec.start}; the index looks stale: delete "
+                         f"expected {spec.bases}; the index looks stale: delete "
                          f"{spec.source}.fai (and .gzi) and retry")
     return arr
 

@@ -20,6 +20,7 @@ from hyena_platform.data.config import SPLITS, DataConfig
 from hyena_platform.data.fasta import open_fasta
 from hyena_platform.errors import InputError, few
 from hyena_platform.genome_assets import BUNDLED_GENOME
+from hyena_platform.span import Span
 
 
 def bundled_genome_path() -> Path:
@@ -41,7 +42,7 @@ class Record:
 
 
 @dataclass(frozen=True)
-class Segment:
+class Segment(Span):
     """A contiguous interval of one split; windows never cross a segment boundary."""
 
     chrom: str
@@ -49,13 +50,9 @@ class Segment:
     end: int
     split: str
 
-    @property
-    def length(self) -> int:
-        return self.end - self.start
-
 
 @dataclass(frozen=True)
-class ChunkSpec:
+class ChunkSpec(Span):
     """One chunk to read: [start, end) of `chrom` in `source`, inside the segment at `segment_start`."""
 
     source: str
@@ -83,7 +80,7 @@ class GenomeLayout:
         """Bases per split, for every split that has any."""
         out: dict[str, int] = {}
         for seg in self.segments:
-            out[seg.split] = out.get(seg.split, 0) + seg.length
+            out[seg.split] = out.get(seg.split, 0) + seg.bases
         return {s: out[s] for s in SPLITS if s in out}
 
     def chrom_splits(self) -> dict[str, dict[str, int]]:
@@ -91,7 +88,7 @@ class GenomeLayout:
         out: dict[str, dict[str, int]] = {r.name: {} for r in self.records}
         for seg in self.segments:
             per = out[seg.chrom]
-            per[seg.split] = per.get(seg.split, 0) + seg.length
+            per[seg.split] = per.get(seg.split, 0) + seg.bases
         return out
 
     def chunk_specs(self) -> list[ChunkSpec]:
@@ -114,12 +111,12 @@ class GenomeLayout:
                              "set valid_chroms/test_chroms or the BED split column")
         if length < 1:
             raise InputError(f"window length must be >= 1, got {length}")
-        longest = max(segs, key=lambda s: s.length)
-        if length + 1 > longest.length:
+        longest = max(segs, key=lambda s: s.bases)
+        if length + 1 > longest.bases:
             raise InputError(
                 f"window length {length:,} (+1 token for the shifted labels) is longer than every "
                 f"{split} sequence: the longest is {longest.chrom}:{longest.start}-{longest.end} "
-                f"({longest.length:,} bp); use a shorter stage length"
+                f"({longest.bases:,} bp); use a shorter stage length"
             )
 
     def to_dict(self) -> dict[str, Any]:

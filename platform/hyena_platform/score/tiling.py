@@ -39,12 +39,13 @@ from typing import Any, Sequence
 import numpy as np
 
 from hyena.tokenizer import PAD, SEP
+from hyena_platform.span import Span
 
 START = SEP  # the token before a chromosome's first base
 
 
 @dataclass(frozen=True)
-class Region:
+class Region(Span):
     """An interval of one chromosome to score; ``length`` is the whole chromosome's."""
 
     chrom: str
@@ -55,10 +56,6 @@ class Region:
 
     def __str__(self) -> str:
         return f"{self.chrom}:{self.start}-{self.end}"
-
-    @property
-    def bases(self) -> int:
-        return self.end - self.start
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from hyena_platform.span import Span
+
 SKIP_REASONS = ("missing_alt", "star", "symbolic", "breakend", "ambiguous_base", "no_change",
                 "ref_mismatch", "allele_too_long")
 _BREAKEND = re.compile(r"[\[\]]|^\.[A-Za-z]+$|^[A-Za-z]+\.$")
@@ -58,16 +60,12 @@ def check_ref(ref: str, reference: str) -> bool:
 
 
 @dataclass(frozen=True)
-class Edit:
+class Edit(Span):
     """The reference bases ``[start, end)`` replaced by `alt` (uppercase; either may be empty)."""
 
     start: int
     end: int
     alt: str
-
-    @property
-    def ref_length(self) -> int:
-        return self.end - self.start
 
     def vcf(self, reference: str, offset: int) -> tuple[int, str, str]:
         """The edit as a VCF allele pair (1-based POS, REF, ALT), anchored on the base before an

@@ -80,7 +80,7 @@ def prepare(row: VariantRow, fetch: Fetch, length: int, flank: int, max_allele: 
             offset = max(0, offset - 16 * SHIFT_MARGIN)
             reference = fetch(row.contig, offset, min(length, start + len(row.ref) + flank))
     e = row.edit
-    if max(e.ref_length, len(e.alt)) > max_allele:
+    if max(e.bases, len(e.alt)) > max_allele:
         row.reason = "allele_too_long"
         return
     lo, hi = window_span(e.start, e.end, length, flank)
