@@ -43,10 +43,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def console() -> int:
+    """The `hyena` program (its console script, ``python -m hyena_platform.cli``): the defaults of
+    the program's own process, then `main`. `main` itself, which tests and other code call in
+    their process, changes no environment."""
     # The terminal shows our progress, not MLflow's per-file download bars (a user may turn them on).
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    return main()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args._run
     try:
         quiet_libraries()  # library INFO lines off the terminal (as each is first used): our progress shows
@@ -60,4 +67,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console())
