@@ -8,7 +8,6 @@ baseline), and the pretraining job's own ``scaling``, ``checkpoint``, ``tracking
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
@@ -128,10 +127,7 @@ class FinetuneJob:
         return self.train.metric or DEFAULT_METRIC[self.task.problem_type]
 
     def run_name(self, source: str | Path | None = None) -> str:
-        if self.checkpoint.name:
-            return self.checkpoint.name
-        stem = Path(source).stem if source else "finetune"
-        return re.sub(r"[^A-Za-z0-9._-]", "-", stem) or "finetune"
+        return self.checkpoint.run_name(source, "finetune")
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)

@@ -227,6 +227,13 @@ class CheckpointSection:
                 f"checkpoint.name={self.name!r}: use letters, digits, '.', '_' and '-' only"
             )
 
+    def run_name(self, source: str | Path | None, default: str) -> str:
+        """`name`, else the job file's stem (jobs/pretrain_local.yaml -> pretrain_local), else `default`."""
+        if self.name:
+            return self.name
+        stem = Path(source).stem if source else default
+        return re.sub(r"[^A-Za-z0-9._-]", "-", stem) or default
+
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -243,11 +250,7 @@ class PretrainJob:
     submission: SubmissionSection = submission_field("hyena pretrain")
 
     def run_name(self, source: str | Path | None = None) -> str:
-        """checkpoint.name, else the job file's stem (jobs/pretrain_local.yaml -> pretrain_local)."""
-        if self.checkpoint.name:
-            return self.checkpoint.name
-        stem = Path(source).stem if source else "pretrain"
-        return re.sub(r"[^A-Za-z0-9._-]", "-", stem) or "pretrain"
+        return self.checkpoint.run_name(source, "pretrain")
 
     def stages(self, l_max: int) -> tuple[Stage, ...]:
         """The resolved warm-up for a model of maximum length `l_max`."""
