@@ -8,6 +8,9 @@
     python bench/bench_model.py --paths                  # also the channel-group measurement
     python bench/bench_model.py --lengths 1024,16384 --warm --skip-mm   # also ours with the filter cache
     python bench/bench_model.py --mm-only                # only the MultiMolecule rows
+    python bench/bench_model.py --lengths 1024,4096,16384,32768,65536,131072 --repeats 2 \
+        --long --long-lengths 262144,524288,1000000 --n-layer 1 --all-layers-at 1000000
+                                                         # issue 17's table in one run (~30 min)
 
 1. No-grad forward, large-1m geometry (d_model 256, 8 layers, l_max 1,000,002), batch 1, the same
    random weights in both: ours (`model.backbone`) against the official `HyenaDNAModel` from
@@ -225,6 +228,18 @@ def bench_long(lengths: list[int], official_path: str | None, official_max: int,
     return rows
 
 
+def bench_all_layers(length: int, official_path: str | None) -> dict:
+    """Ours with all 8 layers of large-1m at `length` in a fresh process: the whole model's peak
+    RSS, which the per-layer rows only estimate (issue 17: 1,000,000 tokens in <= 6 GB)."""
+    row = {"length": length, **run_child(length, "ours", official_path, None)}
+    if "error" in row:
+        print(f"  ours, 8 layers at {length:,}: failed: {row['error']}")
+    else:
+        print(f"  ours, all 8 layers at {length:,}: {row['cpu_s']:.1f} CPU s, {row['wall_s']:.1f} s wall, "
+              f"peak RSS {row['peak_gib']:.2f} GiB (goal <= 6 GB = 5.59 GiB)", flush=True)
+    return row
+
+
 # ------------------------------------------------------------------------- MultiMolecule
 
 
@@ -311,6 +326,8 @@ def main() -> None:
     parser.add_argument("--warm", action="store_true", help="also time ours with the eval filter cache")
     parser.add_argument("--long-only", action="store_true", help="only the --long rows (implies --long)")
     parser.add_argument("--n-layer", type=int, help="--long: large-1m with this many layers (default 8)")
+    parser.add_argument("--all-layers-at", type=int,
+                        help="--long with --n-layer: also ours with all 8 layers at this length (the memory goal)")
     parser.add_argument("--skip-mm", action="store_true", help="no MultiMolecule rows")
     parser.add_argument("--paths", action="store_true", help="also time channel groups 256/64/32 at lengths >= 32k")
     parser.add_argument("--forward-child", type=int, help=argparse.SUPPRESS)
@@ -357,6 +374,8 @@ def main() -> None:
         long_lengths = [int(x) for x in args.long_lengths.split(",")] if args.long_lengths else list(LONG_LENGTHS)
         official_max = 0 if args.no_official_long else (args.official_long_max or max(long_lengths))
         results["long"] = bench_long(long_lengths, official_path, official_max, args.n_layer)
+        if args.all_layers_at:
+            results["all_layers"] = bench_all_layers(args.all_layers_at, official_path)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
 
