@@ -1,18 +1,21 @@
 """Fine-tuning throughput: `hyena finetune` on Ray Train against a plain PyTorch loop on the same
 batches.
 
-    .venv/bin/python bench/bench_finetune.py            # ~3-4 minutes on 2 cores
-    .venv/bin/python bench/bench_finetune.py --json out.json
+    .venv/bin/python bench/bench_finetune.py            # ~4 minutes on 2 cores
+    .venv/bin/python bench/bench_finetune.py --rounds 3 --json out.json
 
 The task is the bundled species sample (tests/assets/finetune/species_small.parquet: 1,024-base
-windows of bacterial references). Both sides run the same model (a small HyenaDNA with a
+windows of bacterial references). Both sides run the same model (by default the architecture of
+the example jobs' base model: tiny-1k as jobs/pretrain_local.yaml trains it, d_model 128, with a
 sequence head), the same optimizer (train.loop.build_optimizer), the same batches (the job's
 `worker_indices` + `collate` for every step) and one torch thread:
 
-1. plain loop: one process, no Ray, measured before and after the Ray run (the machine is
-   shared: the two bracket the drift);
+1. plain loop: one process, no Ray;
 2. `run_finetune` with 1 Ray Train worker: the whole job (reports every `log_every` steps, the
-   controller-side MLflow writer, a validation and checkpoint at the end).
+   controller-side MLflow writer, a validation and checkpoint at the end);
+
+alternated `--rounds` times (plain, Ray, plain, ..., plain: the machine is shared, so every Ray
+run is bracketed by plain runs and the ratio uses the brackets around each).
 
 Steady state = steps after the first `--skip`. Prints examples/s and CPU seconds per step for
 both and the Ray overhead (1 - Ray / plain); ratios only, no assertion.
@@ -85,11 +88,16 @@ def ray_run(job, tmp: Path, *, skip: int) -> dict:
     return {"step_s": statistics.median(step_s), "cpu_s": statistics.median(cpu_s), "job_wall_s": wall}
 
 
+def show(name: str, row: dict, batch: int, tail: str = "") -> None:
+    print(f"{name + ':':22s}{batch / row['step_s']:7.2f} seq/s  cpu {row['cpu_s']:.3f} s/step{tail}", flush=True)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=24)
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--d-model", type=int, default=64)
+    p.add_argument("--d-model", type=int, default=128, help="tiny-1k is 128 (the example jobs' base model)")
+    p.add_argument("--rounds", type=int, default=2, help="Ray runs, each between two plain runs")
     p.add_argument("--skip", type=int, default=4)
     p.add_argument("--json", help="write the numbers here")
     args = p.parse_args(argv)
@@ -108,7 +116,8 @@ def main(argv=None) -> int:
         tmp = Path(tmp_s)
         torch.manual_seed(0)
         d = args.d_model
-        HyenaDNAForCausalLM(HyenaConfig(d_model=d, n_layer=2, d_inner=4 * d, l_max=1026)).save_pretrained(tmp / "base")
+        HyenaDNAForCausalLM(HyenaConfig.variant("tiny-1k", d_model=d, d_inner=4 * d, embed_dropout=0.0)).save_pretrained(
+            tmp / "base")
         job = from_mapping(FinetuneJob, job_mapping(tmp, tmp / "base", steps=args.steps, batch=args.batch,
                                                     log_every=10), source="bench")
         data = load_data(job)
@@ -116,25 +125,26 @@ def main(argv=None) -> int:
         plan = plan_steps(job, len(data.splits["train"]), source="bench")
         fresh_model = lambda: build_start_model(job, base, data, source="bench")  # noqa: E731 - same seed, same start
         fit_data_lengths(job, data, 1026)
-        print(f"HyenaDNA d_model={d}, 2 layers + sequence head; {args.batch} x 1,024-base windows per step, "
-              f"{args.steps} steps (first {args.skip} skipped); 1 torch thread; machine shared", flush=True)
-        before = plain_loop(job, fresh_model(), data, plan, skip=args.skip)
-        print(f"plain loop:            {args.batch / before['step_s']:7.2f} seq/s  cpu {before['cpu_s']:.3f} s/step",
-              flush=True)
-        ray_out = ray_run(job, tmp, skip=args.skip)
-        print(f"hyena finetune (Ray):  {args.batch / ray_out['step_s']:7.2f} seq/s  cpu {ray_out['cpu_s']:.3f} s/step"
-              f"  (whole job {ray_out['job_wall_s']:.1f} s)", flush=True)
-        after = plain_loop(job, fresh_model(), data, plan, skip=args.skip)
-        print(f"plain loop (again):    {args.batch / after['step_s']:7.2f} seq/s  cpu {after['cpu_s']:.3f} s/step",
-              flush=True)
-    plain_wall = (before["step_s"] + after["step_s"]) / 2
-    plain_cpu = (before["cpu_s"] + after["cpu_s"]) / 2
-    out = {"plain_step_s": plain_wall, "plain_cpu_s": plain_cpu, "ray_step_s": ray_out["step_s"],
-           "ray_cpu_s": ray_out["cpu_s"], "job_wall_s": ray_out["job_wall_s"],
-           "overhead_wall": 1 - plain_wall / ray_out["step_s"], "overhead_cpu": 1 - plain_cpu / ray_out["cpu_s"]}
+        print(f"HyenaDNA tiny-1k, d_model={d}, 2 layers + sequence head; {args.batch} x 1,024-base windows per "
+              f"step, {args.steps} steps (first {args.skip} skipped); 1 torch thread; machine shared", flush=True)
+        plain = [plain_loop(job, fresh_model(), data, plan, skip=args.skip)]
+        show("plain loop", plain[-1], args.batch)
+        rays = []
+        for _ in range(args.rounds):
+            rays.append(ray_run(job, tmp, skip=args.skip))
+            show("hyena finetune (Ray)", rays[-1], args.batch, f"  (whole job {rays[-1]['job_wall_s']:.1f} s)")
+            plain.append(plain_loop(job, fresh_model(), data, plan, skip=args.skip))
+            show("plain loop", plain[-1], args.batch)
+    out = {"plain": plain, "ray": rays}
+    for key, name in (("step_s", "wall"), ("cpu_s", "cpu")):
+        # Each Ray run against the mean of the plain runs just before and after it.
+        ratios = [1 - (plain[i][key] + plain[i + 1][key]) / 2 / r[key] for i, r in enumerate(rays)]
+        out[f"overhead_{name}"] = statistics.median(ratios)
+        out[f"overhead_{name}_rounds"] = ratios
     print()
-    print(f"Ray overhead vs the plain loop: wall {100 * out['overhead_wall']:+.1f}%, "
-          f"CPU-seconds per step {100 * out['overhead_cpu']:+.1f}% (target <= 10%)")
+    print(f"Ray overhead vs the plain loop (median of {args.rounds} bracketed rounds): wall "
+          f"{100 * out['overhead_wall']:+.1f}%, CPU-seconds per step {100 * out['overhead_cpu']:+.1f}% "
+          f"(rounds: {', '.join(f'{100 * v:+.1f}%' for v in out['overhead_cpu_rounds'])}; target <= 10%)")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
     ray.shutdown()

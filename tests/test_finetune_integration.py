@@ -171,3 +171,54 @@ def test_killed_finetune_driver_rerun_resumes_from_its_checkpoint(ray_address, t
     assert len(versions) == 1 and versions[0].run_id == run.info.run_id
     best = max(tracking.metric_history(cfg, run.info.run_id, "val/mcc"), key=lambda sv: (sv[1], -sv[0]))
     assert versions[0].tags["best_step"] == str(best[0])  # the best validation before or after the kill
+
+
+@pytest.mark.integration
+def test_early_stopping_stops_after_patience_and_registers_the_best_weights(ray_cluster, tmp_path):
+    """A valid split that the training makes worse: the train windows again, with the two species'
+    labels swapped, so every step that fits train lowers valid AUROC (exactly 1 - train AUROC).
+    The run must stop `patience` validations after its best one, long before `train.steps`, and
+    register the best weights, not the last ones."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from hyena_platform.finetune.data import load_task_data
+    from hyena_platform.finetune.evaluate import split_metrics, split_scores
+    from hyena_platform.finetune.launch import run_finetune
+
+    rows = pq.read_table(SPECIES).to_pydict()
+    keep = [i for i, label in enumerate(rows["label"]) if label in ("S.Aureus", "V.Cholerae")]
+    swap = {"S.Aureus": "V.Cholerae", "V.Cholerae": "S.Aureus"}
+    files = {}
+    for split, source, relabel in (("train", "train", {}), ("valid", "train", swap), ("test", "test", {})):
+        picked = [i for i in keep if rows["split"][i] == source]
+        files[split] = str(tmp_path / f"{split}.parquet")
+        pq.write_table(pa.table({"sequence": [rows["sequence"][i] for i in picked],
+                                 "label": [relabel.get(rows["label"][i], rows["label"][i]) for i in picked]}),
+                       files[split])
+    uri = register_base(tmp_path)
+    patience, every, total = 2, 2, 40
+    data = to_dict(species_job(tmp_path, uri, steps=total, eval_every=every, patience=patience, metric="auroc",
+                               lr=1e-2, log_every=2))
+    data["data"] = {"train": files["train"], "valid": files["valid"], "test": files["test"]}
+    data["baseline"] = {"enabled": False}
+    data["scaling"] = {"num_workers": 1, "cpus_per_worker": 0.5, "threads_per_worker": 1}
+    job = from_mapping(FinetuneJob, data, source="early.yaml")
+    result = run_finetune(job, source="early.yaml", ray_logs=False)
+
+    cfg = job.tracking.resolved()
+    history = tracking.metric_history(cfg, result.run_id, "val/auroc")
+    best_step, best_value = max(history, key=lambda sv: (sv[1], -sv[0]))
+    assert result.stopped_early and result.best_step == best_step
+    assert result.steps == best_step + patience * every < total, history
+    assert [s for s, _ in history] == list(range(every, result.steps + 1, every))
+    assert history[-1][1] < best_value, history  # the last weights are worse than the best ones
+
+    # The registered version holds the best weights: they reproduce the best validation, not the last.
+    model = hyena.heads.from_pretrained(tracking.download_model("models:/species@candidate", tmp_path / "dl",
+                                                                tracking_uri=uri))
+    valid = load_task_data(job.data, task="sequence", problem_type="single_label_classification").splits["valid"]
+    labels, scores = split_scores(model, valid, range(len(valid)), task="sequence",
+                                  problem_type="single_label_classification", batch_size=16)
+    assert split_metrics(labels, scores, "single_label_classification")["auroc"] == pytest.approx(best_value, abs=1e-6)
+    assert result.model_metrics["valid"]["auroc"] == pytest.approx(best_value, abs=1e-6)

@@ -70,6 +70,8 @@ class FinetuneTrainSection(OptimizerSection):
     steps: int | None = Field(None, description="optimizer steps in total instead of epochs")
     batch_size: int = Field(16, description="sequences per optimizer step, all workers together")
     freeze_backbone: bool = Field(False, description="true: train the head only (linear probe)")
+    reverse_complement: bool = Field(False, description=(
+        "sequence tasks: read each training example on either strand (coin per example and step)"))
     class_weights: Literal["none", "balanced"] | tuple[float, ...] = Field("none", description=(
         "classification loss weights"))
     metric: str | None = Field(None, description=(
@@ -114,6 +116,8 @@ class FinetuneJob:
             raise ValueError(f"train.metric={metric!r} is not a {self.task.problem_type} metric; valid: {', '.join(valid)}")
         if self.task.type == "token" and self.task.problem_type != "single_label_classification":
             raise ValueError("token tasks from BED labels are classes: task.problem_type single_label_classification")
+        if self.train.reverse_complement and self.task.type != "sequence":
+            raise ValueError("train.reverse_complement applies to sequence tasks only (per-base labels are stranded)")
         if self.train.class_weights != "none" and self.task.problem_type != "single_label_classification":
             raise ValueError("train.class_weights applies to single-label classification only")
         if self.train.batch_size % self.scaling.num_workers:

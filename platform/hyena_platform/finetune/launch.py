@@ -242,7 +242,7 @@ def worker_config(plan: FinetunePlan):
         worker=shared, splits=ray.put(plan.data.splits), problem_type=job.task.problem_type,
         steps_per_epoch=plan.steps_per_epoch, global_batch=job.train.batch_size, eval_every=plan.eval_every,
         eval_batch=job.train.eval_batch, metric=job.metric, patience=job.train.patience,
-        class_weights=plan.class_weights)
+        class_weights=plan.class_weights, reverse_complement=job.train.reverse_complement)
 
 
 def run_finetune(job: FinetuneJob, *, source: str = "<job>", fresh: bool = False,

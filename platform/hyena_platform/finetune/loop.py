@@ -54,6 +54,7 @@ class FinetuneWorkerConfig:
     metric: str  # the validation metric that picks the best checkpoint
     patience: int | None  # validations without improvement before stopping early
     class_weights: tuple[float, ...] | None = None
+    reverse_complement: bool = False  # training examples on either strand (sequence tasks)
 
 
 @dataclass
@@ -80,7 +81,8 @@ def finetune_loop_per_worker(config: dict) -> dict:
     stage, total = cfg.worker.stages[0], cfg.worker.total_steps
     batches = ExampleBatches(splits["train"], task=cfg.worker.task, problem_type=cfg.problem_type,
                              per_epoch=cfg.steps_per_epoch, global_batch=cfg.global_batch, rank=worker.rank,
-                             world=worker.world, seed=cfg.worker.train.seed)
+                             world=worker.world, seed=cfg.worker.train.seed,
+                             reverse_complement=cfg.reverse_complement)
     reporter = Reporter(worker)
     while worker.step < total and not progress.stopped_early:
         stats = train_step(worker, stage, batches.batches_for(stage, worker.step), batches)

@@ -1,0 +1,66 @@
+"""Fine-tuning batches (no Ray): each worker's share of a step, right padding, and the
+reverse-complement augmentation of sequence tasks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hyena.tokenizer import Tokenizer, reverse_complement_ids
+from hyena_platform.errors import ConfigError
+from hyena_platform.finetune.batches import ExampleBatches, collate, strand_flips, worker_indices
+from hyena_platform.finetune.examples import Split
+
+
+def split_of(n: int) -> Split:
+    rng = np.random.default_rng(0)
+    seqs = ["".join(rng.choice(list("ACGT"), size=int(rng.integers(5, 12)))) for _ in range(n)]
+    tokens = [Tokenizer().encode(s).astype(np.uint8) for s in seqs]
+    return Split(tokens, np.arange(n) % 3, [f"row {i}" for i in range(n)])
+
+
+def test_workers_split_each_global_batch_and_any_world_size_sees_the_same_examples():
+    one = worker_indices(40, 7, per_epoch=5, global_batch=8, rank=0, world=1, seed=3)
+    two = np.concatenate([worker_indices(40, 7, per_epoch=5, global_batch=8, rank=r, world=2, seed=3) for r in (0, 1)])
+    assert np.array_equal(one, two) and len(set(one)) == 8
+    flips = strand_flips(7, global_batch=8, rank=0, world=1, seed=3)
+    assert np.array_equal(flips, np.concatenate([strand_flips(7, global_batch=8, rank=r, world=2, seed=3)
+                                                 for r in (0, 1)]))
+
+
+def test_reverse_complement_flips_about_half_the_examples_and_keeps_their_labels():
+    split = split_of(64)
+    plain = ExampleBatches(split, task="sequence", problem_type="single_label_classification", per_epoch=4,
+                           global_batch=16, rank=0, world=1, seed=0)
+    rc = ExampleBatches(split, task="sequence", problem_type="single_label_classification", per_epoch=4,
+                        global_batch=16, rank=0, world=1, seed=0, reverse_complement=True)
+    flipped = 0
+    for step, (a, b) in enumerate(zip(plain.batches_for(None, 0), rc.batches_for(None, 0))):
+        if step == 8:
+            break
+        assert np.array_equal(a["labels"], b["labels"]) and np.array_equal(a["attention_mask"], b["attention_mask"])
+        flips = strand_flips(step, global_batch=16, rank=0, world=1, seed=0)
+        for row, f in enumerate(flips):
+            n = int(a["attention_mask"][row].sum())
+            x, y = a["input_ids"][row, :n].numpy(), b["input_ids"][row, :n].numpy()
+            assert np.array_equal(y, reverse_complement_ids(x) if f else x)
+        flipped += int(flips.sum())
+    assert 40 <= flipped <= 88  # 128 coins
+
+
+def test_collate_pads_on_the_right():
+    split = split_of(4)
+    b = collate(split, [0, 1, 2], task="sequence", problem_type="single_label_classification")
+    lengths = [len(split.tokens[i]) for i in range(3)]
+    assert b["attention_mask"].sum(1).tolist() == lengths and b["input_ids"].shape[1] == max(lengths)
+
+
+def test_reverse_complement_is_refused_for_token_tasks(tmp_path):
+    from hyena_platform.config import from_mapping
+    from hyena_platform.finetune.config import FinetuneJob
+
+    with pytest.raises(ConfigError, match="reverse_complement applies to sequence tasks"):
+        from_mapping(FinetuneJob, {"model": {"init_from": "x"}, "task": {"type": "token"},
+                                   "data": {"format": "fasta_bed", "fasta": "a.fa", "bed": "a.bed",
+                                            "train_chroms": ["chrI"], "test_chroms": ["chrII"]},
+                                   "train": {"reverse_complement": True}}, source="job.yaml")
