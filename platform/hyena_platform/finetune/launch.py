@@ -213,10 +213,16 @@ def log_baseline(plan: FinetunePlan, run_id: str,
     if progress is not None:
         progress({"event": "baseline", "max_k": job.baseline.max_k})
     out = run_baseline(data, data.splits, job.baseline)
+    fit = out["train"]
     tracking.log_metrics(tcfg, run_id, [(f"baseline/{s}/{k}", v, 0) for s in ("valid", "test")
-                                        for k, v in out[s].items()])
-    tracking.log_params(tcfg, run_id, {"baseline_fit.train_examples": int(out["train"]["examples"]),
-                                       "baseline_fit.features": int(out["train"]["features"])})
+                                        for k, v in out[s].items()] + [("baseline/fit_seconds", fit["fit_seconds"], 0)])
+    tracking.log_params(tcfg, run_id, {"baseline_fit.train_examples": int(fit["examples"]),
+                                       "baseline_fit.features": int(fit["features"]),
+                                       "baseline_fit.strength": f"{fit['strength']:g}"})
+    if progress is not None:
+        metric = job.metric
+        progress({"event": "baseline_done", "metric": metric, "valid_value": out["valid"][metric], "test_value": out["test"][metric],
+                  "examples": int(fit["examples"]), "seconds": fit["fit_seconds"]})
     return {s: out[s] for s in ("valid", "test")}
 
 
