@@ -13,14 +13,13 @@ raised inside a task back into itself (one line, no traceback). Ray is imported 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
 from hyena_platform.errors import ConfigError, user_errors_from_ray
 from hyena_platform.outputs import now
-from hyena_platform.ray_setup import start_ray
+from hyena_platform.ray_setup import on_cluster, start_ray
 
 
 def init_ray(address: str | None, ray_logs: bool = False, ray_progress: bool | None = None) -> None:
@@ -34,7 +33,7 @@ def check_resources(compute: Any, address: str | None) -> None:
     node type its autoscaler may add (when it reports them: hyena_platform.cluster_capacity)."""
     import ray
 
-    if address or os.environ.get("RAY_ADDRESS"):
+    if on_cluster(address):
         from hyena_platform.cluster_capacity import check_remote
 
         check_remote(workers=compute.replicas, cpu=compute.cpus_per_replica, gpu=compute.gpus_per_replica,
@@ -57,13 +56,16 @@ def check_resources(compute: Any, address: str | None) -> None:
 
 
 def run_pool(items: list[dict[str, Any]], *, compute: Any, replica: type, replica_kwargs: dict[str, Any],
-             writer: type, writer_kwargs: dict[str, Any]) -> Iterator[dict[str, Any]]:
+             writer: type, writer_kwargs: dict[str, Any], address: str | None) -> Iterator[dict[str, Any]]:
     """Run `items` through the replica pool, then the writer pool; yield the writers' rows as
     they finish. `replica_kwargs["payload"]` is a model payload (score.scorer.model_payload),
-    put in the object store once."""
+    put in the object store once. `address`: the job's cluster (restarts: ray_setup.actor_pool_options)."""
     import ray
     import ray.data
 
+    from hyena_platform.ray_setup import actor_pool_options
+
+    options = actor_pool_options(address)
     payload = ray.put(replica_kwargs["payload"])
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     ds = ds.map_batches(
@@ -72,10 +74,10 @@ def run_pool(items: list[dict[str, Any]], *, compute: Any, replica: type, replic
         num_cpus=compute.cpus_per_replica, num_gpus=compute.gpus_per_replica or None,
         # The weights' ref is wrapped in a list so that Ray passes it through instead of
         # inlining the weights into each actor's constructor arguments (score.scorer.load_payload).
-        fn_constructor_kwargs={**replica_kwargs, "payload": [payload]})
+        fn_constructor_kwargs={**replica_kwargs, "payload": [payload]}, **options)
     ds = ds.map_batches(writer, batch_size=1, batch_format="pyarrow",
                         compute=ray.data.ActorPoolStrategy(size=compute.writers), num_cpus=compute.cpus_per_writer,
-                        fn_constructor_kwargs=writer_kwargs)
+                        fn_constructor_kwargs=writer_kwargs, **options)
     # A user error raised in an actor (a bad FASTA character) reaches the driver as itself
     # (RayTaskError(InputError), .cause), not as a UserCodeException that lost its cause.
     ds.context.raise_original_map_exception = True

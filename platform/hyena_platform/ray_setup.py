@@ -40,6 +40,23 @@ def start_ray(address: str | None = None, *, worker_logs: bool = False, progress
     set_progress_bars(progress_bars)
 
 
+def on_cluster(address: str | None) -> bool:
+    """True when a job runs on a Ray cluster (`address` or $RAY_ADDRESS), not a local Ray."""
+    return bool(address or os.environ.get("RAY_ADDRESS"))
+
+
+def actor_pool_options(address: str | None) -> dict[str, int]:
+    """Ray remote options of a batch job's actor pools (map_batches with a class).
+
+    On a cluster, Ray Data's defaults: a replica lost with its node starts again elsewhere and its
+    chunk is retried. On a local Ray there is no other node to move to, so no restarts: a replica
+    that crashes fails the job with its error (a rerun resumes from the chunks already written).
+    This also keeps Ray's core worker from printing, once per actor, that a restartable actor has
+    constructor arguments in the object store (Ray Data passes every pool actor its function and
+    context as object refs: ray-project/ray#53727)."""
+    return {} if on_cluster(address) else {"max_restarts": 0}
+
+
 def quiet_ray_logs() -> None:
     """Ray's and Ray Data's loggers at the levels above (Ray configures them when imported)."""
     import ray.data

@@ -188,7 +188,7 @@ def _execute(plan: EmbedPlan, pending: list[int], root: Path, emit: Progress) ->
                     replica_kwargs={"payload": model_payload(plan.model.model), "settings": plan.settings,
                                     "device": c.device, "threads": c.torch_threads,
                                     "index_cache": job.input.index_cache},
-                    writer=EmbedWriter, writer_kwargs={"root": str(root)})
+                    writer=EmbedWriter, writer_kwargs={"root": str(root)}, address=job.address)
     sums = {"read_s": 0.0, "model_s": 0.0, "write_s": 0.0, "replica_max_rss_mb": 0.0}
     t0 = time.perf_counter()
     for done, row in enumerate(rows, start=1):

@@ -173,7 +173,7 @@ def _execute(plan: ScorePlan, pending: list[Chunk], root: Path, emit: Progress) 
                       "threads": c.torch_threads, "precision": c.precision,
                       "index_cache": job.data.index_cache}
     rows = run_pool(items, compute=c, replica=ScoreReplica, replica_kwargs=replica_kwargs,
-                    writer=ChunkWriter, writer_kwargs={"root": str(root), "names": plan.columns})
+                    writer=ChunkWriter, writer_kwargs={"root": str(root), "names": plan.columns}, address=job.address)
     total = sum(ch.bases for ch in pending)
     sums = {"read_s": 0.0, "model_s": 0.0, "model_cpu_s": 0.0, "write_s": 0.0, "replica_max_rss_mb": 0.0}
     done_bases, done = 0, 0

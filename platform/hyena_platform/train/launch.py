@@ -41,7 +41,7 @@ from hyena import HyenaConfig
 from hyena_platform import tracking
 from hyena_platform.config import to_dict
 from hyena_platform.errors import ConfigError, HyenaPlatformError, InputError
-from hyena_platform.ray_setup import start_ray
+from hyena_platform.ray_setup import on_cluster, start_ray
 from hyena_platform.train.config import PretrainJob, check_job
 from hyena_platform.train.data import content_hash, fit_baselines, stage_dataset, validation_windows
 from hyena_platform.train.result import (  # noqa: F401 - re-exported: PretrainResult, StageSummary
@@ -63,6 +63,13 @@ RESUME_STRICT_SECTIONS = ("model.", "data.", "train.")
 
 class TrainingDivergedError(HyenaPlatformError):
     """The loss or gradient norm became non-finite; the run stopped at the last good checkpoint."""
+
+
+class TrainingRunError(HyenaPlatformError):
+    """A worker or the controller of the Ray Train run failed (out of memory, a crashed process, an
+    error in a callback): one line naming the cause; a rerun resumes from the last checkpoint."""
+
+    exit_code = 1
 
 
 # ----------------------------------------------------------------------------------- helpers
@@ -163,17 +170,48 @@ def fit_interruptible(trainer):
     Ray Train's own Ctrl-C handler aborts the run and then either returns normally (the model
     would be registered) or calls sys.exit inside the handler (exit 1, no message); ours aborts
     it and records the interrupt instead."""
+    from ray.train import TrainingFailedError
+
     with sigint_recorded() as interrupted:
         trainer._register_sigint_handler = lambda controller: abort_on_sigint(controller, interrupted)
         try:
             result = trainer.fit()
-        except Exception:
+        except Exception as err:
             if interrupted.hit:
                 raise KeyboardInterrupt from None
+            if isinstance(err, TrainingFailedError):
+                raise training_failure(err) from None
             raise
     if interrupted.hit:
         raise KeyboardInterrupt
     return result
+
+
+def training_failure(err: BaseException) -> HyenaPlatformError:
+    """Ray Train's WorkerGroupError / ControllerError (a multi-line message and a traceback) as
+    one line naming what failed and why: a user error of ours raised in a worker comes back as
+    itself; running out of memory says what to lower."""
+    from hyena_platform.errors import find_user_error
+
+    failure = getattr(err, "controller_failure", None)
+    if getattr(failure, "worker_failures", None):
+        return training_failure(failure)  # a worker group error the controller passed on
+    failures = getattr(err, "worker_failures", None)
+    rank, cause = min(failures.items()) if failures else (None, failure or err)
+    where = "the training controller" if rank is None else f"training worker {rank}"
+    # A failed health check keeps the worker's death, a RayTaskError the worker's own exception.
+    cause = getattr(cause, "health_check_failure", None) or getattr(cause, "cause", None) or cause
+    user = find_user_error(cause) or find_user_error(err)
+    if user is not None:
+        return type(user)(str(user).split("\n")[0])
+    text = " ".join((str(cause).strip().splitlines() or [""])[0].split())[:300]
+    reason = f"{type(cause).__name__}: {text}" if text else type(cause).__name__
+    memory = isinstance(cause, MemoryError) or "OutOfMemory" in type(cause).__name__ or any(
+        words in str(cause).lower() for words in ("out of memory", "low on memory"))
+    advice = ("out of memory: lower train.micro_batch (pretraining) or train.batch_size (fine-tuning), or "
+              "free memory; then rerun the same command to resume") if memory else \
+        "rerun the same command to resume from the last checkpoint"
+    return TrainingRunError(f"{where} failed ({reason}); {advice}")
 
 
 def check_resources(sc) -> None:
@@ -184,7 +222,7 @@ def check_resources(sc) -> None:
     grow to anything: not checked."""
     import ray
 
-    if os.environ.get("RAY_ADDRESS") or sc.address:
+    if on_cluster(sc.address):
         from hyena_platform.cluster_capacity import check_remote
 
         check_remote(workers=sc.num_workers, cpu=sc.cpus_per_worker,

@@ -146,7 +146,7 @@ def _execute(plan: VepPlan, pending: list[VariantChunk], root: Path, emit: Progr
                       "threads": c.torch_threads, "precision": c.precision, "fasta": plan.fasta,
                       "lengths": plan.lengths, "index_cache": plan.job.data.index_cache, "info": plan.info}
     rows = run_pool(items, compute=c, replica=VepReplica, replica_kwargs=replica_kwargs,
-                    writer=PartWriter, writer_kwargs={"root": str(root)})
+                    writer=PartWriter, writer_kwargs={"root": str(root)}, address=plan.job.address)
     total = sum(ch.rows for ch in pending)
     sums = {"read_s": 0.0, "model_s": 0.0, "write_s": 0.0, "replica_max_rss_mb": 0.0}
     done_rows = done = 0
