@@ -24,6 +24,8 @@ def test_noise_pattern_catches_what_the_libraries_print():
         "2026-11-29 23:22:34,465\tWARNING authentication_token_setup.py:85 -- Token authentication is enabled",
         "\x1b[33m(raylet)\x1b[0m WARNING: 8 PYTHON worker processes have been started on node: ab",
         "/x/execution_options.py:436: RayDeprecationWarning: `ExecutionOptions.exclude_resources` is deprecated",
+        "[2026-11-30 01:02:03,456 W 1234 5678] actor_manager.cc:187: Actor 'MapWorker(MapBatches(ScoreReplica))' "
+        "has constructor arguments in the object store and max_restarts > 0.",
     ]
     assert library_noise("\n".join(printed)) == printed
     assert library_noise("  [stage 1/2 L=64] step 4/6  loss 2.1675  7,280 tok/s  ETA -\n"

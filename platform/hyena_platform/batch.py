@@ -63,21 +63,22 @@ def run_pool(items: list[dict[str, Any]], *, compute: Any, replica: type, replic
     import ray
     import ray.data
 
-    from hyena_platform.ray_setup import actor_pool_options
+    from hyena_platform.ray_setup import actor_pool_options, pool_options_accepted
 
     options = actor_pool_options(address)
     payload = ray.put(replica_kwargs["payload"])
     ds = ray.data.from_items(items, override_num_blocks=len(items))
-    ds = ds.map_batches(
-        replica, batch_size=1, batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=min(compute.replicas, len(items))),
-        num_cpus=compute.cpus_per_replica, num_gpus=compute.gpus_per_replica or None,
-        # The weights' ref is wrapped in a list so that Ray passes it through instead of
-        # inlining the weights into each actor's constructor arguments (score.scorer.load_payload).
-        fn_constructor_kwargs={**replica_kwargs, "payload": [payload]}, **options)
-    ds = ds.map_batches(writer, batch_size=1, batch_format="pyarrow",
-                        compute=ray.data.ActorPoolStrategy(size=compute.writers), num_cpus=compute.cpus_per_writer,
-                        fn_constructor_kwargs=writer_kwargs, **options)
+    with pool_options_accepted():
+        ds = ds.map_batches(
+            replica, batch_size=1, batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(size=min(compute.replicas, len(items))),
+            num_cpus=compute.cpus_per_replica, num_gpus=compute.gpus_per_replica or None,
+            # The weights' ref is wrapped in a list so that Ray passes it through instead of
+            # inlining the weights into each actor's constructor arguments (score.scorer.load_payload).
+            fn_constructor_kwargs={**replica_kwargs, "payload": [payload]}, **options)
+        ds = ds.map_batches(writer, batch_size=1, batch_format="pyarrow",
+                            compute=ray.data.ActorPoolStrategy(size=compute.writers), num_cpus=compute.cpus_per_writer,
+                            fn_constructor_kwargs=writer_kwargs, **options)
     # A user error raised in an actor (a bad FASTA character) reaches the driver as itself
     # (RayTaskError(InputError), .cause), not as a UserCodeException that lost its cause.
     ds.context.raise_original_map_exception = True

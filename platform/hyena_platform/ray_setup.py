@@ -11,8 +11,11 @@ and worker logs reach this terminal only when asked for.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import warnings
+from typing import Iterator
 
 # Ray Train's controller polls workers every RAY_TRAIN_HEALTH_CHECK_INTERVAL_S (default 2 s) and
 # each ray.train.report() waits for a poll: 0.1 s keeps frequent reports cheap. Given to the
@@ -55,6 +58,16 @@ def actor_pool_options(address: str | None) -> dict[str, int]:
     constructor arguments in the object store (Ray Data passes every pool actor its function and
     context as object refs: ray-project/ray#53727)."""
     return {} if on_cluster(address) else {"max_restarts": 0}
+
+
+@contextlib.contextmanager
+def pool_options_accepted() -> Iterator[None]:
+    """Around map_batches(..., **actor_pool_options(...)): Ray Data 2.60 takes max_restarts only
+    through its extra keyword arguments (its own advice for turning restarts off), which it also
+    flags as deprecated for 2.64 with a RayDeprecationWarning; that one notice is not shown."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+        yield
 
 
 def quiet_ray_logs() -> None:

@@ -75,6 +75,8 @@ GENERATE = {"prompt": ("chrII", 300_000, 300_500), "new_bases": 200, "seed": 0, 
 QUICK_MODEL = {"variant": "tiny-1k", "overrides": {"d_model": 32, "d_inner": 64, "n_layer": 1}}
 QUICK_TRAIN = {"steps": 10, "warmup_stage_steps": 2, "log_every": 2, "val_windows": 4, "global_batch": 4,
                "micro_batch": 2, "start_length": 64, "target_length": 256, "baseline_orders": [1, 3]}
+# One training worker: a second one only adds its start-up and a torch.distributed rendezvous.
+QUICK_SCALING = {"num_workers": 1, "cpus_per_worker": 1, "threads_per_worker": 1}
 QUICK_FINETUNE = {"steps": 4, "batch_size": 4, "eval_every": 4, "eval_batch": 16}
 QUICK_FINETUNE_DATA = {"window": 256}
 QUICK_BASELINE = {"max_k": 3, "context": 32, "max_train_positions": 2000, "max_eval_positions": 2000}
@@ -137,6 +139,7 @@ def _shrink(pre: dict, fine: dict, lm: dict, genes: dict, vep: dict) -> None:
     pre["model"] = copy.deepcopy(QUICK_MODEL)
     pre["train"].update(QUICK_TRAIN)
     pre["checkpoint"]["every_steps"] = 5
+    pre["scaling"] = dict(QUICK_SCALING)
     fine["train"].update(QUICK_FINETUNE)
     fine["data"].update(QUICK_FINETUNE_DATA)
     fine["baseline"] = dict(QUICK_BASELINE)

@@ -311,14 +311,16 @@ def _predict_parts(job: PredictJob, model, resolved: str, ids: list[str], tokens
              for i in range(0, len(ids), size)]
     pending = [p for p in parts if p["part"] not in done]
     if pending:
-        from hyena_platform.ray_setup import actor_pool_options, start_ray
+        from hyena_platform.ray_setup import actor_pool_options, pool_options_accepted, start_ray
 
         start_ray(None, worker_logs=ray_logs)  # a cluster from RAY_ADDRESS, else a local Ray on 127.0.0.1
         c = job.compute
-        ds = ray.data.from_items(pending, override_num_blocks=len(pending)).map_batches(
-            PredictReplica, batch_size=1, batch_format="pyarrow", concurrency=c.replicas, num_cpus=c.cpus_per_replica,
-            fn_constructor_kwargs={"payload": [ray.put(model)], "root": str(root), "batch_size": c.batch_size,
-                                   "threads": c.torch_threads}, **actor_pool_options(None))
+        with pool_options_accepted():
+            ds = ray.data.from_items(pending, override_num_blocks=len(pending)).map_batches(
+                PredictReplica, batch_size=1, batch_format="pyarrow", concurrency=c.replicas,
+                num_cpus=c.cpus_per_replica, **actor_pool_options(None),
+                fn_constructor_kwargs={"payload": [ray.put(model)], "root": str(root), "batch_size": c.batch_size,
+                                       "threads": c.torch_threads})
         ds.materialize()
     _write_json(root / MANIFEST, {"identity": identity, "complete": True, "rows": len(ids), "parts": len(parts),
                                   "columns": predict_table(model, ids[:1], tokens[:1], 1).column_names,
