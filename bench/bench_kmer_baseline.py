@@ -7,10 +7,10 @@ the previous one, on the same features of the same positions.
 Tasks: per-base gene annotation of the bundled V. cholerae genome (Prodigal's calls, classes
 noncoding / CDS+ / CDS-, train chrI, valid 10% of chrI's windows, test chrII):
 
-- genes: jobs/finetune_genes.yaml and `hyena demo` (256-base windows, k = 1..6 over 96 bases,
-  20,000 train positions, 50,000 per evaluated split);
-- genes-1024: the same with 1,024-base windows (the demo's earlier setting; windows only bound
-  the context at their starts);
+- genes: jobs/finetune_genes.yaml (256-base windows, k = 1..6 over 96 bases, 20,000 train
+  positions, 50,000 per evaluated split);
+- genes-1024: the same with `hyena demo`'s 1,024-base windows (windows only bound the context at
+  their starts);
 - quick: `hyena demo --quick` (256-base windows, k = 1..3 over 32 bases, 2,000 positions).
 
 Both sides fit on one feature matrix (built once, timed apart) and choose the regularisation on
@@ -46,8 +46,8 @@ def tasks(bed: Path) -> dict[str, tuple[dict, dict]]:
 
     data = {"format": "fasta_bed", "fasta": str(BUNDLED_GENOME), "bed": str(bed), "train_chroms": ["chrI"],
             "test_chroms": ["chrII"], "strand_labels": True, "background_label": "noncoding"}
-    return {"genes": ({**data, "window": FINETUNE["data"]["window"]}, dict(FINETUNE["baseline"])),
-            "genes-1024": ({**data, "window": 1024}, dict(FINETUNE["baseline"])),
+    return {"genes": ({**data, "window": 256}, dict(FINETUNE["baseline"])),
+            "genes-1024": ({**data, "window": FINETUNE["data"]["window"]}, dict(FINETUNE["baseline"])),
             "quick": ({**data, **QUICK_FINETUNE_DATA}, dict(QUICK_BASELINE))}
 
 

@@ -1,5 +1,5 @@
 """The demo's job settings, without running them (tests/test_demo.py runs the quick demo): the
-fine-tuning step is the gene recipe's task, --quick trains on one worker, and the batch jobs'
+fine-tuning step is the gene recipe's task and baseline, --quick trains on one worker, and the batch jobs'
 actor pools do not restart on a local Ray (no per-actor line from Ray's core worker)."""
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ def jobs(tmp_path: Path, quick: bool):
                       quick=quick)
 
 
-def test_the_demo_fine_tunes_with_the_gene_recipes_windows_and_a_baseline(tmp_path):
+def test_the_demo_fine_tunes_the_gene_task_beside_the_recipes_baseline(tmp_path):
     import yaml
 
     recipe = yaml.safe_load((Path(__file__).resolve().parents[1] / "jobs" / "finetune_genes.yaml").read_text())
     fine = jobs(tmp_path, quick=False).finetune
-    assert fine.data.window == recipe["data"]["window"] and fine.train.batch_size == recipe["train"]["batch_size"]
-    assert fine.train.lr == recipe["train"]["lr"] and fine.task.type == "token"
+    assert fine.task.type == recipe["task"]["type"] and fine.data.strand_labels
+    assert (fine.data.train_chroms, fine.data.test_chroms) == (("chrI",), ("chrII",))
     assert fine.baseline.enabled and fine.baseline.max_k == recipe["baseline"]["max_k"]
     assert fine.baseline.context == recipe["baseline"]["context"]
 

@@ -27,15 +27,13 @@ PRETRAIN: dict[str, Any] = {
 PRETRAIN["data"]["valid_chroms"] = ["chrII"]
 # The per-base gene-annotation head of jobs/finetune_genes.yaml on the demo's pretrained model:
 # noncoding / CDS+ / CDS- by Prodigal's calls, train chrI, test chrII, beside its k-mer baseline.
-# The recipe's 256-base windows, batch 32 and lr (1,024-base windows at batch 8, the same tokens
-# per step, stayed at the constant guess: docs/finetuning.md), for 60 of its 400 steps.
 FINETUNE: dict[str, Any] = {
     "model": {"init_from": f"models:/{MODEL_NAME}@{ALIAS}"},
     "task": {"type": "token", "problem_type": "single_label_classification"},
-    "data": {"format": "fasta_bed", "window": 256, "train_chroms": ["chrI"], "test_chroms": ["chrII"],
+    "data": {"format": "fasta_bed", "window": 1024, "train_chroms": ["chrI"], "test_chroms": ["chrII"],
              "strand_labels": True, "background_label": "noncoding"},
-    "train": {"steps": 60, "batch_size": 32, "lr": 3e-3, "class_weights": "balanced", "eval_every": 30,
-              "eval_batch": 64},
+    "train": {"steps": 60, "batch_size": 8, "lr": 2e-3, "class_weights": "balanced", "eval_every": 30,
+              "eval_batch": 16},
     "baseline": {"max_k": 6, "context": 96},
     "scaling": {"num_workers": 1, "cpus_per_worker": 1, "threads_per_worker": 2},
     "checkpoint": {"keep": 1, "name": "hyena-demo-genes"},
