@@ -42,3 +42,6 @@ def test_the_recipe_is_the_released_tiny_architecture_and_fits_two_cores():
     stages = job.stages(cfg.l_max)
     assert [s.length for s in stages] == [64, 128, 256, 512, 1024] and stages[-1].end_step == job.train.steps
     assert job.scaling.num_workers * job.scaling.cpus_per_worker < 2  # a CPU left for Ray Data
+    # 600 steps cost the CPU time of 400 float32 steps only with bf16 matrix products (1.55x less CPU per
+    # step, docs/training.md): the step count and the precision go together.
+    assert (job.train.steps, job.train.precision) == (600, "bf16")
