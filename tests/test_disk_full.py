@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-import yaml
+from _score_job import write_score_job
 
 
 pytestmark = [pytest.mark.integration,
@@ -35,14 +35,7 @@ def unshare_prefix() -> list[str] | None:
 
 
 def write_job(path: Path, model_dir: Path, output: Path) -> Path:
-    path.write_text(yaml.safe_dump({
-        "model": {"uri": str(model_dir)}, "data": {}, "target": {"regions": ["chrII:200704-241664"]},
-        "window": {"size": 256, "stride": 128},
-        "compute": {"replicas": 1, "cpus_per_replica": 0.5, "writers": 1, "cpus_per_writer": 0.25},
-        "output": {"path": str(output), "chunk_size": 4096, "track": "log_prob", "bin_size": 1000},
-        "tracking": {"log_run": False},
-    }))
-    return path
+    return write_score_job(path, model_dir, output, ["chrII:200704-241664"])
 
 
 @pytest.fixture(scope="module")

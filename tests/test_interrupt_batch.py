@@ -17,6 +17,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from _score_job import write_score_job
 
 
 pytestmark = pytest.mark.integration
@@ -56,14 +57,7 @@ def test_ctrl_c_stops_scoring_with_only_whole_chunks_and_a_rerun_resumes(ray_clu
     from hyena_platform.cli import main
 
     out = tmp_path / "out"
-    job = tmp_path / "score.yaml"
-    job.write_text(yaml.safe_dump({
-        "model": {"uri": str(model_dir)}, "data": {}, "target": {"regions": ["chrII:0-98304"]},
-        "window": {"size": 256, "stride": 128},
-        "compute": {"replicas": 1, "cpus_per_replica": 0.5, "writers": 1, "cpus_per_writer": 0.25},
-        "output": {"path": str(out), "chunk_size": 4096, "track": "log_prob", "bin_size": 1000},
-        "tracking": {"log_run": False},
-    }))
+    job = write_score_job(tmp_path / "score.yaml", model_dir, out, ["chrII:0-98304"])
     chunks = out / "scores" / "chrom=chrII"
     code, text = interrupt_when(["score", str(job)], lambda: len(list(chunks.glob("*.parquet"))) >= 2,
                                 cwd=tmp_path, ray_cluster=ray_cluster)

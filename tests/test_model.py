@@ -69,11 +69,17 @@ def test_fast_fft_size_is_smooth_and_large_enough():
     assert fast_fft_size(2052) == 2160  # not 4096
 
 
-def test_outputs_are_causal():
+def tiny_logits(batch: int, length: int) -> tuple[HyenaDNAForCausalLM, torch.Tensor, torch.Tensor]:
+    """The tiny model, random DNA tokens of shape (batch, length), and the model's logits of them."""
     m = model_for(tiny())
-    x = torch.randint(7, 12, (1, 96))
+    x = torch.randint(7, 12, (batch, length))
     with torch.no_grad():
-        base = m(x).logits
+        return m, x, m(x).logits
+
+
+def test_outputs_are_causal():
+    m, x, base = tiny_logits(1, 96)
+    with torch.no_grad():
         for t in (0, 40, 95):
             y = x.clone()
             y[0, t] = 7 + (y[0, t] - 7 + 1) % 5
@@ -85,10 +91,8 @@ def test_outputs_are_causal():
 def test_prefix_consistency_across_lengths():
     # An input of length L uses the first L filter taps: the prefix of a longer input gives the
     # same outputs as the short input alone.
-    m = model_for(tiny())
-    x = torch.randint(7, 12, (2, 130))
+    m, x, full = tiny_logits(2, 130)
     with torch.no_grad():
-        full = m(x).logits
         for L in (1, 33, 129):
             torch.testing.assert_close(m(x[:, :L]).logits, full[:, :L], rtol=1e-4, atol=1e-5)
 

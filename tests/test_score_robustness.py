@@ -8,22 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
+from _score_job import write_score_job
 
 
 pytestmark = pytest.mark.integration
 
 
 def job(tmp_path: Path, model_dir: Path, fasta: Path, regions: list[str]) -> Path:
-    path = tmp_path / "score.yaml"
-    path.write_text(yaml.safe_dump({
-        "model": {"uri": str(model_dir)}, "data": {"fasta": [str(fasta)]}, "target": {"regions": regions},
-        "window": {"size": 256, "stride": 128},
-        "compute": {"replicas": 1, "cpus_per_replica": 0.5, "writers": 1, "cpus_per_writer": 0.25},
-        "output": {"path": str(tmp_path / "out"), "chunk_size": 4096, "track": "log_prob", "bin_size": 1000},
-        "tracking": {"log_run": False},
-    }))
-    return path
+    return write_score_job(tmp_path / "score.yaml", model_dir, tmp_path / "out", regions, fasta)
 
 
 def genome(tmp_path: Path, **records: str) -> Path:
