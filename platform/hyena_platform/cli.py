@@ -11,10 +11,11 @@ import argparse
 import importlib
 import os
 import sys
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 from hyena_platform.errors import HyenaPlatformError
 from hyena_platform.jobs import KINDS
+from hyena_platform.local_ray import CLUSTER_SWITCH
 from hyena_platform.terminal import quiet_libraries
 
 # name -> (module, help). Each module defines add_arguments(parser) and run(args) -> int. Every
@@ -43,12 +44,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def program_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment the `hyena` program runs with: `environ` plus its defaults (a value the
+    user set wins). MLflow's per-file download bars stay off the terminal (our progress shows);
+    on Linux, a run that may start a local Ray (no RAY_ADDRESS names a cluster) gets Ray's public
+    switch for one that listens on 127.0.0.1 only (hyena_platform.local_ray; macOS and Windows
+    have it by default)."""
+    defaults = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    if sys.platform.startswith("linux") and not environ.get("RAY_ADDRESS"):
+        defaults.update(CLUSTER_SWITCH)
+    return {**defaults, **environ}
+
+
 def console() -> int:
-    """The `hyena` program (its console script, ``python -m hyena_platform.cli``): the defaults of
-    the program's own process, then `main`. `main` itself, which tests and other code call in
-    their process, changes no environment."""
-    # The terminal shows our progress, not MLflow's per-file download bars (a user may turn them on).
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    """The `hyena` program (its console script, ``python -m hyena_platform.cli``).
+
+    A process reads these switches when it starts (Ray's when Ray is imported), and library code
+    never changes a running process's os.environ: so the program starts itself again, once, in
+    place (os.execve: same process id, arguments and streams), with `program_environment`, before
+    it imports anything else. `main`, which tests and other code call in their own process,
+    changes no environment."""
+    env = program_environment(os.environ)
+    if os.name == "posix" and env != dict(os.environ):
+        os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
     return main()
 
 

@@ -1,13 +1,20 @@
 """A local Ray that listens on 127.0.0.1 only (issue 11: never listen on the network by default).
 
 On Linux, Ray gives a local node its network address (resolving even an explicit
-``_node_ip_address="127.0.0.1"`` to it), so its head, node manager, workers, dashboard agent
-and runtime-env agent listen on every interface. Ray binds everything to loopback when it takes
-the node's address to be 127.0.0.1, which it does where clusters are not supported (its
-``ENABLE_RAY_CLUSTER`` switch, off on macOS and Windows). A local start here turns that switch
-off in this process for the duration of ``ray.init`` only (no environment variable is set, no
-child process inherits anything) and asks for 127.0.0.1 explicitly; Ray's processes then all
-listen on 127.0.0.1 (tests/test_network.py lists their sockets). There is no dashboard.
+``_node_ip_address="127.0.0.1"`` to it: ray._private.services.resolve_ip_for_localhost, which also
+rewrites a 127.0.0.1 address a driver connects to), so its GCS, node manager, workers and agents
+listen on every interface. Ray binds everything to loopback when it takes the node's address to
+be 127.0.0.1, which it does where multi-node clusters are switched off: its public switch
+``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (`CLUSTER_SWITCH`; off by default on macOS and Windows,
+ray-project/ray#18730), read once when Ray is imported. (Another loopback address such as
+127.0.0.2 is not rewritten, but then Ray's gRPC servers listen on every interface.)
+
+So the switch belongs in the environment a process starts with, never in a running process's
+os.environ or Ray's config: the `hyena` program starts with it (hyena_platform.cli.console, on
+Linux, when no RAY_ADDRESS names a cluster), and a local start here asks for 127.0.0.1; Ray's
+processes then all listen on 127.0.0.1 (tests/test_network.py lists their sockets). Another
+Python program that calls the platform's jobs gets the same by starting with the switch in its
+environment, or by calling ray.init itself. There is no dashboard.
 
 Two of Ray's notices are about the cluster it starts, and are kept off the terminal of a local
 start only: the token-authentication notice (Ray turns token authentication on for a new local
@@ -23,14 +30,16 @@ token authentication (cluster/*.yaml, README "Cluster workflow"), and its notice
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
-from typing import Any, Iterator
+from typing import Any
 
 from hyena_platform.errors import ConfigError
+from hyena_platform.log_levels import logger_level
 
 LOOPBACK = "127.0.0.1"
+# Ray's public switch: no multi-node cluster, so this node's address is 127.0.0.1 (see above).
+CLUSTER_SWITCH = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 # Worker processes the raylet may start at once; it warns when 4x this many are alive.
 STARTUP_CONCURRENCY = 8
 _TOKEN_NOTICE_LOGGER = "ray._private.authentication.authentication_token_setup"
@@ -46,32 +55,6 @@ def check_address(address: str | None, *, key: str = "address") -> None:
                       "10.0.0.5:6379), ray://host:10001, auto, or leave it unset for a local Ray")
 
 
-@contextlib.contextmanager
-def _loopback_node() -> Iterator[None]:
-    """Ray's private ENABLE_RAY_CLUSTER off for one ray.init, then restored (test_local_ray.py).
-
-    Why a private flag: ray.init(_node_ip_address="127.0.0.1") goes through
-    ray._private.services.resolve_ip_for_localhost, which maps a loopback address to
-    get_node_ip_address(), and that returns 127.0.0.1 only when ray_constants.ENABLE_RAY_CLUSTER is
-    false (ray-project/ray#18730, the macOS/Windows firewall fix); otherwise the outgoing
-    interface's address. Ray's only public switch for it is RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER, an
-    environment variable read once when Ray is imported, which library code may not set (and
-    which every child process would inherit). The flag is read in this process only, during
-    ray.init; the test checks that it and os.environ are as before, even when ray.init fails."""
-    from ray._private import ray_constants
-
-    before = ray_constants.ENABLE_RAY_CLUSTER
-    ray_constants.ENABLE_RAY_CLUSTER = False  # Ray then takes this node's address to be 127.0.0.1
-    notice = logging.getLogger(_TOKEN_NOTICE_LOGGER)
-    level = notice.level
-    notice.setLevel(logging.ERROR)  # "Token authentication is enabled for this Ray cluster" (it is)
-    try:
-        yield
-    finally:
-        ray_constants.ENABLE_RAY_CLUSTER = before
-        notice.setLevel(level)
-
-
 def init(address: str | None, **options: Any) -> None:
     """ray.init: connect to `address` when given, else start a local Ray bound to 127.0.0.1."""
     import ray
@@ -80,7 +63,7 @@ def init(address: str | None, **options: Any) -> None:
         check_address(address)
         ray.init(address=address, **options)
         return
-    with _loopback_node():
+    with logger_level(_TOKEN_NOTICE_LOGGER, logging.ERROR):  # "Token authentication is enabled" (it is)
         system = {"worker_maximum_startup_concurrency": STARTUP_CONCURRENCY, **options.pop("_system_config", {})}
         ray.init(address="local", include_dashboard=False, _node_ip_address=LOOPBACK, _system_config=system,
                  **options)

@@ -32,6 +32,7 @@ from pydantic import Field
 
 from hyena_platform.config import section
 from hyena_platform.errors import ConfigError, InputError
+from hyena_platform.log_levels import logger_level
 
 if TYPE_CHECKING:  # pragma: no cover
     from mlflow import MlflowClient
@@ -371,16 +372,9 @@ def quiet_logs() -> None:
         logging.getLogger(name).setLevel(level)
 
 
-@contextlib.contextmanager
-def quiet_mlflow():
+def quiet_mlflow() -> contextlib.AbstractContextManager:
     """MLflow's INFO lines off the terminal for the duration (the platform prints its own)."""
-    logger = logging.getLogger("mlflow")
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
+    return logger_level("mlflow", logging.WARNING)
 
 
 def _load_checkpoint(checkpoint: Path):
