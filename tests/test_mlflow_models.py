@@ -29,7 +29,7 @@ import hyena
 from hyena import HyenaConfig, HyenaDNAForCausalLM, Tokenizer
 from hyena.tokenizer import SEP
 from hyena_platform import tracking
-from hyena_platform.cli import main as cli_main
+from hyena_platform.cli import main as cli_main, program_environment
 from hyena_platform.errors import InputError
 from hyena_platform.model_card import ModelCard
 from hyena_platform.tracking import TrackingConfig
@@ -386,7 +386,11 @@ def test_a_tracking_server_that_is_down_fails_once_naming_its_uri(capsys, tmp_pa
     assert not (tmp_path / "o").exists()
 
 
-def test_missing_or_corrupt_artifact_files_are_one_line_errors(registry, tmp_path, capsys):
+def test_missing_or_corrupt_artifact_files_are_one_line_errors(registry, tmp_path, capsys, monkeypatch):
+    # The `hyena` program runs with program_environment (cli.console re-executes itself with it),
+    # which keeps MLflow's per-file download bar off; cli_main in this process sets no environment.
+    bars = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    monkeypatch.setenv(bars, program_environment({})[bars])
     cfg = TrackingConfig(uri=registry.cfg.uri, register_as="broken-test", alias="broken")
     tracking.register_model_dir(cfg, registry.run_id, tiny_model(3).save_pretrained(tmp_path / "m"),
                                 artifact_path="broken-model")
