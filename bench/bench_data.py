@@ -325,7 +325,11 @@ def bench_gzip(rounds: int = 3) -> dict:
             for name in ("ours", "Bio.bgzf") if r % 2 == 0 else ("Bio.bgzf", "ours"):
                 cache = tmp / f"cache-{name}-{r}"
                 c0, w0 = time.process_time(), time.perf_counter()
-                out = bgzip_copy(str(src), cache) if name == "ours" else biopython_copy(src, cache) or cache
+                if name == "ours":
+                    out = Path(bgzip_copy(str(src), cache))
+                else:
+                    out = cache
+                    biopython_copy(src, out)
                 cpu, wall = time.process_time() - c0, time.perf_counter() - w0
                 best[name] = [min(best[name][0], cpu), min(best[name][1], wall)]
                 with gzip.open(out, "rb") as f:
