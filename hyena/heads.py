@@ -15,6 +15,19 @@ alone (up to FFT rounding). Pooling keeps that property:
 - `mean`: the average over real tokens;
 - `first`: position 0, only for MultiMolecule checkpoints, whose pooler reads the first token.
 
+Strands (`HeadConfig.strands`): a causal model's state at base t has read the bases before t
+only, which is all a next-base predictor needs and half of what a per-base label needs (a gene's
+start codon lies downstream of the bases before it). `both` reads every sequence twice, as given
+and reverse-complemented (one backbone call on the stacked batch), and gives the head the two
+reads' states side by side (width 2 x d_model): per base, the forward state at t and the
+reverse read's state at the same base, which has read everything after t, so each base is
+predicted from the whole sequence; a sequence head pools each read in its own coordinates. The
+halves stay in order (forward, reverse), so a strand-specific label (CDS+ vs CDS-) remains
+readable: on the reverse complement of x the head sees the same two states swapped. The same
+weights read both strands, as in HyenaDNA's reverse-complement augmentation (Nguyen et al.
+2023, sec. 4.1), at twice the compute; MultiMolecule's heads read one strand, so such a head does
+not export there.
+
 Checkpoints: our format (config.json with `architecture` and `head`, one model.safetensors) and
 MultiMolecule's `HyenaDnaForSequencePrediction` / `HyenaDnaForTokenPrediction` (import and
 export, token rows permuted as for the language model).
@@ -34,10 +47,11 @@ from torch import nn
 from hyena.checkpoint import CheckpointError, Pretrained, read_pretrained, save_pretrained
 from hyena.config import ConfigValueError, HyenaConfig
 from hyena.model import HyenaDNAForCausalLM, HyenaDNAModel
-from hyena.tokenizer import PAD
+from hyena.tokenizer import A, C, G, PAD, T
 
 ProblemType = Literal["single_label_classification", "multi_label_classification", "regression"]
 Pooling = Literal["last", "mean", "first"]
+Strands = Literal["forward", "both"]
 Transform = Literal["identity", "linear", "nonlinear"]
 Activation = Literal["gelu", "gelu_tanh", "relu", "tanh", "silu"]
 IGNORE_INDEX = -100  # class label of positions that take no part in the loss (token tasks)
@@ -54,6 +68,7 @@ class HeadConfig:
     problem_type: ProblemType = "single_label_classification"
     label_names: tuple[str, ...] = ()
     pooling: Pooling = "last"  # sequence heads only
+    strands: Strands = "forward"  # both: the head reads the sequence and its reverse complement
     pooler: bool = False  # MultiMolecule's pooler: tanh(dense(pooled)) before the head
     transform: Transform = "identity"  # MultiMolecule's head transform before the decoder
     transform_act: Activation = "gelu"
@@ -68,8 +83,8 @@ class HeadConfig:
         if self.problem_type == "single_label_classification" and self.num_labels < 2:
             raise ConfigValueError("HeadConfig: single-label classification needs num_labels >= 2 "
                                    "(use multi_label_classification for one binary label)")
-        for name, kind in (("problem_type", ProblemType), ("pooling", Pooling), ("transform", Transform),
-                           ("transform_act", Activation)):
+        for name, kind in (("problem_type", ProblemType), ("pooling", Pooling), ("strands", Strands),
+                           ("transform", Transform), ("transform_act", Activation)):
             if getattr(self, name) not in get_args(kind):
                 raise ConfigValueError(f"HeadConfig.{name} must be one of {', '.join(get_args(kind))}, "
                                        f"got {getattr(self, name)!r}")
@@ -146,8 +161,9 @@ class _HeadModel(nn.Module):
         self.config = cfg
         self.head_config = head
         self.backbone = HyenaDNAModel(cfg)
-        self.pooler = _Pooler(cfg.d_model) if head.pooler else None
-        self.head = PredictionHead(cfg.d_model, head)
+        width = cfg.d_model * (2 if head.strands == "both" else 1)  # the two reads side by side
+        self.pooler = _Pooler(width) if head.pooler else None
+        self.head = PredictionHead(width, head)
         self.reset_parameters()
 
     # HyenaDNA's initialisation (N(0, 0.02), zero biases, scaled residual projections) for all.
@@ -166,12 +182,17 @@ class _HeadModel(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def _hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _reads(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """The backbone's states (B, L, D) of each read, each in its own coordinates: [forward],
+        or [forward, reverse complement] for a both-strands head; and the real-token mask."""
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must have shape (batch, length), got {tuple(input_ids.shape)}")
         mask = input_ids.ne(PAD) if attention_mask is None else attention_mask.to(torch.bool)
         check_right_padding(mask)
-        return self.backbone(input_ids), mask
+        if self.head_config.strands == "forward":
+            return [self.backbone(input_ids)], mask
+        rc, _ = reverse_complement_batch(input_ids, mask)
+        return list(self.backbone(torch.cat([input_ids, rc])).chunk(2)), mask
 
     def save_pretrained(self, directory: str | Path) -> Path:
         return save_pretrained(self, directory, extra_config={
@@ -202,6 +223,10 @@ class _HeadModel(nn.Module):
     def multimolecule_head(self) -> tuple[str, str, dict[str, Any]]:
         """(architecture, tensor prefix, config keys) for hyena.export_multimolecule."""
         h = self.head_config
+        if h.strands != "forward":
+            raise CheckpointError(
+                "this head reads both strands (HeadConfig.strands='both'); MultiMolecule's heads read one. "
+                "Export the backbone with hyena.export_multimolecule(hyena.from_pretrained(DIR), OUT) instead")
         mm_type = {"single_label_classification": "multiclass", "regression": "regression",
                    "multi_label_classification": "binary" if h.num_labels == 1 else "multilabel"}[h.problem_type]
         head = {"num_labels": h.num_labels, "problem_type": mm_type, "dropout": h.dropout, "bias": h.bias,
@@ -226,13 +251,13 @@ class HyenaDNAForSequencePrediction(_HeadModel):
         """`attention_mask` (B, L) marks real tokens (default: input_ids != [PAD]); padding must
         be on the right. `labels`: (B,) class ids, (B, C) 0/1 for multi-label, (B,) or (B, C)
         targets for regression. `class_weights` (C,) weight the classification loss."""
-        hidden, mask = self._hidden(input_ids, attention_mask)
-        pooled = pool(hidden, mask, self.head_config.pooling)  # (B, D)
+        reads, mask = self._reads(input_ids, attention_mask)
+        pooled = torch.cat([pool(h, mask, self.head_config.pooling) for h in reads], dim=-1)  # (B, D or 2D)
         if self.pooler is not None:
             pooled = self.pooler(pooled)
         logits = self.head(pooled)
         loss = None if labels is None else prediction_loss(logits, labels, None, self.head_config, class_weights)
-        return PredictionOutput(logits, loss, hidden if return_hidden_states else None)
+        return PredictionOutput(logits, loss, reads[0] if return_hidden_states else None)
 
     def multimolecule_head(self) -> tuple[str, str, dict[str, Any]]:
         if self.head_config.pooling != "first" or self.pooler is None:
@@ -261,11 +286,20 @@ class HyenaDNAForTokenPrediction(_HeadModel):
                 return_hidden_states: bool = False) -> PredictionOutput:
         """`labels`: (B, L) class ids with IGNORE_INDEX (-100) for unlabelled positions, or
         (B, L, C) / (B, L) floats (NaN = unlabelled) for multi-label and regression. Padding
-        positions never count."""
-        hidden, mask = self._hidden(input_ids, attention_mask)
-        logits = self.head(hidden)  # (B, L, C)
+        positions never count. `hidden_states`: the forward read's backbone states."""
+        features, mask, forward_states = self.token_features(input_ids, attention_mask)
+        logits = self.head(features)  # (B, L, C)
         loss = None if labels is None else prediction_loss(logits, labels, mask, self.head_config, class_weights)
-        return PredictionOutput(logits, loss, hidden if return_hidden_states else None)
+        return PredictionOutput(logits, loss, forward_states if return_hidden_states else None)
+
+    def token_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None):
+        """What the head reads at each base, (B, L, D) or (B, L, 2D) for a both-strands head (the
+        reverse read's states put back at their bases); the real-token mask; the forward states."""
+        reads, mask = self._reads(input_ids, attention_mask)
+        if len(reads) == 1:
+            return reads[0], mask, reads[0]
+        index = reverse_index(mask).unsqueeze(-1).expand_as(reads[1])
+        return torch.cat([reads[0], reads[1].gather(1, index)], dim=-1), mask, reads[0]
 
 
 TASK_MODELS: dict[str, type[_HeadModel]] = {
@@ -308,6 +342,26 @@ def check_right_padding(mask: torch.Tensor) -> None:
                          "tokenize with hyena.Tokenizer(padding_side='right')")
     if mask.shape[1] == 0 or not bool(mask[:, 0].all()):
         raise ValueError("attention_mask: every sequence needs at least one real token")
+
+
+_COMPLEMENT = torch.arange(256)
+_COMPLEMENT[[A, C, G, T]] = torch.tensor([T, G, C, A])  # other tokens (N, specials) stay
+
+
+def reverse_index(mask: torch.Tensor) -> torch.Tensor:
+    """(B, L) index that reverses each row's real tokens in place and keeps its padding: position
+    t < n goes to n - 1 - t. It is its own inverse."""
+    n = mask.sum(dim=1, keepdim=True)
+    t = torch.arange(mask.shape[1], device=mask.device).unsqueeze(0)
+    return torch.where(t < n, n - 1 - t, t)
+
+
+def reverse_complement_batch(input_ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded token ids -> the reverse complement of each row's real tokens, still
+    right-padded, and the `reverse_index` that maps positions between the two."""
+    index = reverse_index(mask)
+    flipped = _COMPLEMENT.to(input_ids.device)[input_ids.gather(1, index)]
+    return torch.where(mask, flipped, input_ids), index
 
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:

@@ -228,3 +228,82 @@ def test_head_config_validation():
         HeadConfig(num_labels=2, pooling="max")
     with pytest.raises(ValueError, match="valid fields"):
         HeadConfig.from_dict({"num_labels": 2, "polling": "last"})
+
+
+# --- both strands: the head reads the sequence and its reverse complement ---------------------
+
+BOTH = dict(num_labels=3, strands="both")
+
+
+def reverse_complement(seq):
+    return seq[::-1].translate(str.maketrans("ACGT", "TGCA"))
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean"])
+def test_both_strands_mixed_length_batch_equals_each_sequence_alone(pooling):
+    seq_model = make(HyenaDNAForSequencePrediction, HeadConfig(pooling=pooling, **BOTH))
+    tok_model = make(HyenaDNAForTokenPrediction, HeadConfig(**BOTH))
+    ids, mask = right_padded(SEQS)
+    with torch.no_grad():
+        batch_seq, batch_tok = seq_model(ids, mask).logits, tok_model(ids, mask).logits
+        for i, s in enumerate(SEQS):
+            alone_ids, _ = right_padded([s])
+            assert torch.allclose(batch_seq[i], seq_model(alone_ids).logits[0], atol=1e-5, rtol=0), (s, pooling)
+            assert torch.allclose(batch_tok[i, : len(s)], tok_model(alone_ids).logits[0], atol=1e-5, rtol=0), s
+
+
+def _halves_swapped(model):
+    """The same model with the decoder's two halves (forward read, reverse read) exchanged."""
+    import copy
+
+    other = copy.deepcopy(model)
+    w = other.head.decoder.weight
+    d = w.shape[1] // 2
+    with torch.no_grad():
+        w.copy_(torch.cat([w[:, d:], w[:, :d]], dim=1))
+    return other
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean"])
+def test_both_strands_reverse_complement_swaps_the_two_reads(pooling):
+    """On rc(x) the head must see x's two reads swapped (per base: at the mirrored base), so the
+    model with the decoder halves exchanged gives on rc(x) what the model gives on x. A
+    misaligned reverse read or a wrong complement breaks this."""
+    seq_model = make(HyenaDNAForSequencePrediction, HeadConfig(pooling=pooling, **BOTH))
+    tok_model = make(HyenaDNAForTokenPrediction, HeadConfig(**BOTH))
+    seqs = [s for s in SEQS if "N" not in s]
+    ids, mask = right_padded(seqs)
+    rc_ids, rc_mask = right_padded([reverse_complement(s) for s in seqs])
+    with torch.no_grad():
+        assert torch.allclose(_halves_swapped(seq_model)(rc_ids, rc_mask).logits, seq_model(ids, mask).logits,
+                              atol=1e-5, rtol=0)
+        tok, tok_rc = tok_model(ids, mask).logits, _halves_swapped(tok_model)(rc_ids, rc_mask).logits
+    for i, s in enumerate(seqs):
+        n = len(s)
+        assert torch.allclose(tok_rc[i, :n].flip(0), tok[i, :n], atol=1e-5, rtol=0), s
+
+
+def test_both_strands_token_head_reads_downstream_bases_and_forward_does_not():
+    forward = make(HyenaDNAForTokenPrediction)
+    both = make(HyenaDNAForTokenPrediction, HeadConfig(**BOTH))
+    a, _ = right_padded(["ACGTACGTTGCAGGCA"])
+    b, _ = right_padded(["ACGTACGTTGCAGGCT"])  # only the last base differs
+    with torch.no_grad():
+        assert torch.allclose(forward(a).logits[0, :-1], forward(b).logits[0, :-1], atol=1e-6)
+        assert not torch.allclose(both(a).logits[0, 0], both(b).logits[0, 0], atol=1e-6)
+
+
+def test_both_strands_round_trip_and_multimolecule_refusal(tmp_path):
+    model = make(HyenaDNAForTokenPrediction, HeadConfig(**BOTH))
+    assert model.head.decoder.weight.shape == (3, 2 * CFG["d_model"])
+    model.save_pretrained(tmp_path / "tok")
+    again = hyena.heads.from_pretrained(tmp_path / "tok")
+    assert again.head_config.strands == "both"
+    ids, mask = right_padded(SEQS)
+    with torch.no_grad():
+        assert torch.allclose(model(ids, mask).logits, again(ids, mask).logits, atol=1e-6)
+    with pytest.raises(CheckpointError, match="both strands"):
+        hyena.export_multimolecule(model, tmp_path / "mm")
+    assert not (tmp_path / "mm").exists()
+    with pytest.raises(ValueError, match="strands"):
+        HeadConfig(num_labels=2, strands="reverse")

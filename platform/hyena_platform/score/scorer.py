@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from hyena.precision import autocast_context
-from hyena.tokenizer import A, C, G, N, T
+from hyena.tokenizer import A, C, G, N, PAD, T
 from hyena_platform.score.tiling import Chunk, chunk_windows, strand_sequence, window_batch
 
 BASE_IDS = (A, C, G, T)
@@ -47,7 +47,9 @@ def score_batch(model: torch.nn.Module, inputs: torch.Tensor, labels: torch.Tens
         else:
             hidden = model.backbone(inputs)  # (B, L, D)
             logits = torch.nn.functional.linear(hidden, model.backbone.embeddings.word_embeddings.weight)
-            classes = model.head(model.backbone(labels))  # (B, L, C): position t has seen base t
+            # (B, L, C): position t has seen base t (and, for a both-strands head, the bases after it
+            # inside the window too)
+            classes = model.head(model.token_features(labels, labels.ne(PAD))[0])
     logp = torch.log_softmax(logits.float(), dim=-1)  # (B, L, V)
     out = {
         "log_prob": logp.gather(-1, labels.unsqueeze(-1)).squeeze(-1),
