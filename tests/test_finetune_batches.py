@@ -64,3 +64,23 @@ def test_reverse_complement_is_refused_for_token_tasks(tmp_path):
                                    "data": {"format": "fasta_bed", "fasta": "a.fa", "bed": "a.bed",
                                             "train_chroms": ["chrI"], "test_chroms": ["chrII"]},
                                    "train": {"reverse_complement": True}}, source="job.yaml")
+
+
+def test_task_strands_is_typed_and_reaches_the_head_and_the_baseline_description():
+    from hyena_platform.config import from_mapping
+    from hyena_platform.finetune.config import FinetuneJob
+
+    token = {"model": {"init_from": "x"}, "task": {"type": "token"},
+             "data": {"format": "fasta_bed", "fasta": "a.fa", "bed": "a.bed", "train_chroms": ["chrI"],
+                      "test_chroms": ["chrII"]}}
+    job = from_mapping(FinetuneJob, token, source="job.yaml")
+    assert job.task.strands == "forward" and job.baseline_features == "k-mers of the 96 bases ending at each base, k = 1..6"
+    token["task"]["strands"] = "both"
+    job = from_mapping(FinetuneJob, token, source="job.yaml")
+    assert job.baseline_features == "k-mers of the 96 bases on each side of each base (two blocks), k = 1..6"
+    seq = from_mapping(FinetuneJob, {"model": {"init_from": "x"}, "task": {"strands": "both"},
+                                     "data": {"path": "t.csv"}}, source="job.yaml")
+    assert seq.task.strands == "both" and seq.baseline_features.startswith("k-mer frequencies of the whole sequence")
+    token["task"]["strands"] = "reverse"
+    with pytest.raises(ConfigError, match=r"job.yaml: task.strands must be one of 'forward', 'both', got 'reverse'"):
+        from_mapping(FinetuneJob, token, source="job.yaml")

@@ -218,6 +218,42 @@ def test_token_features_count_only_the_left_context_inside_the_example():
     assert X[1, :4].tolist() == pytest.approx([1.0, 0, 0, 0])  # only bases 0..1 exist
 
 
+def test_two_sided_token_features_put_the_bases_after_a_position_in_the_right_block():
+    """GATTAC lies 11 bases right of position 30: with a 20-base context it reaches the right block
+    (in forward k-mer order, once per 6-mer window of the 20 bases starting at 30) and not the left."""
+    seq = "A" * 30 + "C" + "A" * 10 + "GATTAC" + "A" * 20
+    t = Tokenizer().encode(seq)
+    picks = np.array([[0, 30], [0, 60]])
+    X = kmer.two_sided_token_features([t], picks, 6, 20).toarray()
+    n = X.shape[1] // 2
+    gattac = kmer._offsets(6)[5] + int("GATTAC".translate(str.maketrans("ACGT", "0123")), 4)
+    cattag = kmer._offsets(6)[5] + int("CATTAG".translate(str.maketrans("ACGT", "0123")), 4)  # read backwards
+    assert n == 5460 and X[0, n + gattac] == pytest.approx(1 / 20) and X[0, gattac] == 0
+    assert X[0, n + cattag] == 0
+    assert X[1, gattac] == pytest.approx(1 / 20) and X[1, n + gattac] == 0  # now on the left only
+    assert X[1, n:n + 4].tolist() == pytest.approx([1, 0, 0, 0])  # right of 60: bases 60..66, all A
+    # The left block is the forward features, unchanged.
+    assert np.array_equal(X[:, :n], kmer.token_features([t], picks, 6, 20).toarray())
+
+
+def test_two_sided_baseline_only_for_both_strands_token_tasks(windows):
+    """A per-base label that the bases AFTER a position decide (are the 12 bases starting there
+    GC-rich?): left k-mers barely see it, the two-sided baseline does; forward tasks keep the
+    one-sided features."""
+    seqs, _ = windows
+    tokens = [Tokenizer().encode(s) for s in seqs]
+    gc = [np.isin(np.array(list(s)), ["G", "C"]).astype(float) for s in seqs]
+    labels = [(np.convolve(g, np.ones(12))[11:] > 6).astype(np.int64) for g in gc]  # GC of bases i..i+11
+    mk = lambda a, b: Split(tokens[a:b], labels[a:b], [str(i) for i in range(a, b)])
+    task = TaskData("token", "single_label_classification", ("at", "gc"), {}, "x")
+    splits = {"train": mk(0, 120), "valid": mk(120, 160), "test": mk(160, 200)}
+    cfg = kmer.BaselineConfig(max_k=2, context=12, max_train_positions=4000, max_eval_positions=2000)
+    forward = kmer.run_baseline(task, splits, cfg)
+    both = kmer.run_baseline(task, splits, cfg, strands="both")
+    assert forward["train"]["features"] == 20 and both["train"]["features"] == 40
+    assert forward["test"]["mcc"] < 0.3 and both["test"]["mcc"] > 0.8
+
+
 def test_balanced_class_weights():
     split = Split([], np.array([0, 0, 0, 1]), [])
     assert balanced_class_weights(split, 2).tolist() == pytest.approx([4 / 6, 2.0])

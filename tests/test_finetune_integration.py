@@ -69,6 +69,7 @@ def test_finetune_registers_the_best_checkpoint_with_lineage_and_resumes_as_reus
     assert tags["base_model_name"] == "tiny-base" and tags["base_model_version"] == "1"
     assert tags["data_hash"] == hash_files([str(SPECIES)])
     assert tags["task_type"] == "sequence" and tags["problem_type"] == "single_label_classification"
+    assert tags["strands"] == "forward"
     assert json.loads(tags["label_names"]) == LABELS
     run = client.get_run(result.run_id)
     val = tracking.metric_history(job.tracking.resolved(), result.run_id, "val/mcc")
@@ -97,12 +98,15 @@ def test_finetune_registers_the_best_checkpoint_with_lineage_and_resumes_as_reus
     test_mcc, baseline_mcc = result.model_metrics["test"]["mcc"], result.baseline_metrics["test"]["mcc"]
     for fact in ("sequence single label classification", ", ".join(LABELS), "model, test", "k-mer baseline, test",
                  f"{test_mcc:.4g}", f"{baseline_mcc:.4g}", "base model: models:/tiny-base/1",
-                 f"MLflow run: {result.run_id}", result.data_hash, "head.num_labels"):
+                 f"MLflow run: {result.run_id}", result.data_hash, "head.num_labels",
+                 "k-mer frequencies of the whole sequence, k = 1..3"):
         assert fact in readme, fact
     assert f"{test_mcc:.4g}" in version.description and "model, test" in version.description
 
     again = run_finetune(job, source="species.yaml", ray_logs=False)
     assert again.reused and again.model_version == 1
+    for table in (result.table(), again.table()):  # what the baseline counted, also read back for a reused run
+        assert table.endswith("\nk-mer: k-mer frequencies of the whole sequence, k = 1..3")
     assert len(client.search_model_versions("name='species'")) == 1
 
 
@@ -178,7 +182,8 @@ def test_early_stopping_stops_after_patience_and_registers_the_best_weights(ray_
     """A valid split that the training makes worse: the train windows again, with the two species'
     labels swapped, so every step that fits train lowers valid AUROC (exactly 1 - train AUROC).
     The run must stop `patience` validations after its best one, long before `train.steps`, and
-    register the best weights, not the last ones."""
+    register the best weights, not the last ones. The head reads both strands (task.strands both):
+    its registered version reloads as such and reproduces the best validation."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -202,6 +207,7 @@ def test_early_stopping_stops_after_patience_and_registers_the_best_weights(ray_
                                lr=1e-2, log_every=2))
     data["data"] = {"train": files["train"], "valid": files["valid"], "test": files["test"]}
     data["baseline"] = {"enabled": False}
+    data["task"]["strands"] = "both"
     data["scaling"] = {"num_workers": 1, "cpus_per_worker": 0.5, "threads_per_worker": 1}
     job = from_mapping(FinetuneJob, data, source="early.yaml")
     result = run_finetune(job, source="early.yaml", ray_logs=False)
@@ -217,6 +223,7 @@ def test_early_stopping_stops_after_patience_and_registers_the_best_weights(ray_
     # The registered version holds the best weights: they reproduce the best validation, not the last.
     model = hyena.heads.from_pretrained(tracking.download_model("models:/species@candidate", tmp_path / "dl",
                                                                 tracking_uri=uri))
+    assert model.head_config.strands == "both"
     valid = load_task_data(job.data, task="sequence", problem_type="single_label_classification").splits["valid"]
     labels, scores = split_scores(model, valid, range(len(valid)), task="sequence",
                                   problem_type="single_label_classification", batch_size=16)

@@ -20,10 +20,10 @@ SPECIES = Path(__file__).resolve().parent / "assets" / "finetune" / "species_sma
 LABELS = ("E.Coli", "H.Pylori", "S.Aureus", "V.Cholerae")
 
 
-def save_model(path: Path, seed: int = 0) -> HyenaDNAForSequencePrediction:
+def save_model(path: Path, seed: int = 0, strands: str = "forward") -> HyenaDNAForSequencePrediction:
     torch.manual_seed(seed)
     model = HyenaDNAForSequencePrediction(HyenaConfig(d_model=16, n_layer=1, d_inner=32, filter_order=8, l_max=1026),
-                                          HeadConfig(num_labels=4, label_names=LABELS))
+                                          HeadConfig(num_labels=4, label_names=LABELS, strands=strands))
     model.save_pretrained(path)
     return model.eval()
 
@@ -39,11 +39,7 @@ def read_parts(root: Path):
     return pq.read_table(sorted((root / "parts").glob("*.parquet"))).to_pydict()
 
 
-def test_predict_table_matches_the_model_and_resumes(ray_cluster, tmp_path):
-    model = save_model(tmp_path / "m")
-    result = run_predict(job(tmp_path, tmp_path / "m"))
-    assert result.rows == 128 and result.parts == 4 and result.skipped_parts == 0
-    out = read_parts(result.output)
+def assert_predictions_match(model, out) -> None:
     seqs = pq.read_table(SPECIES).column("sequence").to_pylist()
     ids, _ = Tokenizer(padding_side="right").batch_encode(seqs[:3])
     with torch.no_grad():
@@ -52,18 +48,29 @@ def test_predict_table_matches_the_model_and_resumes(ray_cluster, tmp_path):
     got = np.array([[out[f"p_{n}"][i] for n in LABELS] for i in range(3)])
     assert np.allclose(got, probs, atol=1e-5)
     assert out["prediction"][:3] == [LABELS[i] for i in probs.argmax(1)]
+
+
+def test_predict_table_matches_the_model_and_resumes(ray_cluster, tmp_path):
+    model = save_model(tmp_path / "m")
+    result = run_predict(job(tmp_path, tmp_path / "m"))
+    assert result.rows == 128 and result.parts == 4 and result.skipped_parts == 0
+    out = read_parts(result.output)
+    assert_predictions_match(model, out)
     (result.output / "parts" / "part-00002.parquet").unlink()  # as if killed before that part
     again = run_predict(job(tmp_path, tmp_path / "m"))
     assert again.skipped_parts == 3 and read_parts(result.output)["id"] == out["id"]
 
 
 def test_another_model_needs_overwrite_and_foreign_directories_are_refused(ray_cluster, tmp_path):
+    """The other model reads both strands (HeadConfig.strands both): its predictions are its own."""
     save_model(tmp_path / "m")
-    save_model(tmp_path / "m2", seed=1)
+    both_strands = save_model(tmp_path / "m2", seed=1, strands="both")  # the other model reads both strands
     run_predict(job(tmp_path, tmp_path / "m"))
     with pytest.raises(InputError, match="another model or input; rerun with --overwrite"):
         run_predict(job(tmp_path, tmp_path / "m2"))
-    assert run_predict(job(tmp_path, tmp_path / "m2"), overwrite=True).skipped_parts == 0
+    result = run_predict(job(tmp_path, tmp_path / "m2"), overwrite=True)
+    assert result.skipped_parts == 0
+    assert_predictions_match(both_strands, read_parts(result.output))
     (tmp_path / "foreign").mkdir()
     (tmp_path / "foreign" / "keep.txt").write_text("mine")
     foreign = from_mapping(PredictJob, {"model": {"uri": str(tmp_path / "m")}, "input": {"path": str(SPECIES)},

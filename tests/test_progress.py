@@ -46,12 +46,14 @@ def test_training_and_finetuning_reports():
     lines = collect(FinetuneProgress, [
         {"step": 4, "total_steps": 8, "epoch": 0.5, "loss": 0.69, "examples_per_s": 12.0, "elapsed_s": 3,
          "val": [val], "metric": "mcc", "best_value": 0.5},
-        {"test": {"mcc": 0.4}}, {"event": "stopped", "message": "interrupted"}, {"event": "baseline", "max_k": 6},
+        {"test": {"mcc": 0.4}}, {"event": "stopped", "message": "interrupted"}, {"event": "baseline",
+                                                                              "features": "k-mers of the 96 bases on each side of each base (two blocks), k = 1..6"},
         {"event": "baseline_done", "metric": "mcc", "valid_value": 0.5, "test_value": 0.25, "examples": 20000, "seconds": 9.6}])
     assert lines == ["step 4/8  epoch 0.50  loss 0.6900  12.0 seq/s  elapsed 0:00:03",
                      "  valid at step 4: mcc 0.5000  loss 0.7000  (best mcc 0.5000)",
                      "  test (best checkpoint): mcc 0.4000", "stopped: interrupted",
-                     "fitting the k-mer baseline (k-mer counts, k = 1..6, linear model) ...",
+                     "fitting the k-mer baseline (k-mers of the 96 bases on each side of each base (two blocks), "
+                     "k = 1..6, linear model) ...",
                      "  k-mer baseline: valid mcc 0.5000, test mcc 0.2500 (20,000 train examples, fitted in 0:00:09)"]
     lines = collect(TrainingProgress, [{"stage": 0, "n_stages": 2, "seq_len": 64, "step": 1, "total_steps": 4,
                                         "loss": 1.38, "tokens_per_s": 1000.0, "eta_s": 10}])

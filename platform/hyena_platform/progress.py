@@ -112,7 +112,7 @@ class FinetuneProgress(_RunProgress):
 
     def after(self, event: dict[str, Any]) -> None:
         if event.get("event") == "baseline":
-            self.line(f"fitting the k-mer baseline (k-mer counts, k = 1..{event['max_k']}, linear model) ...")
+            self.line(f"fitting the k-mer baseline ({event['features']}, linear model) ...")
         if event.get("event") == "baseline_done":
             self.line(f"  k-mer baseline: valid {event['metric']} {event['valid_value']:.4f}, test {event['metric']} "
                       f"{event['test_value']:.4f} ({event['examples']:,} train examples, fitted in "

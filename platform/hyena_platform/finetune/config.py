@@ -15,7 +15,7 @@ from pydantic import Field
 
 from hyena_platform.config import apply_overrides, from_mapping, kind_field, load_yaml_mapping, section, to_dict
 from hyena_platform.finetune.data_config import FinetuneDataConfig
-from hyena_platform.finetune.kmer import BaselineConfig
+from hyena_platform.finetune.kmer import BaselineConfig, describe
 from hyena_platform.finetune.metrics import METRICS
 from hyena_platform.submission import SubmissionSection
 from hyena_platform.tracking import TrackingConfig
@@ -44,13 +44,22 @@ class BaseModelSection:
 
 @section
 class TaskSection:
-    """What the head predicts: per sequence or per base; classes, several labels or values."""
+    """What the head predicts: per sequence or per base; classes, several labels or values.
+
+    `strands` (hyena.heads.HeadConfig.strands): the model is causal, so with `forward` a base's
+    state has read only the bases before it, half of what a per-base label needs (a gene's start
+    codon lies downstream). `both` also reads the reverse complement and gives the head both
+    reads' states, at twice the compute; the k-mer baseline of a token task then counts the
+    bases on both sides too, so the bar stays fair."""
 
     type: Literal["sequence", "token"] = Field("sequence", description="one prediction per sequence, or per base")
     problem_type: ProblemType = Field("single_label_classification", description=(
         "or multi_label_classification, regression"))
     pooling: Literal["last", "mean"] = Field("last", description=(
         "sequence tasks: last real token (causal model) or mean"))
+    strands: Literal["forward", "both"] = Field("forward", description=(
+        "both: the head reads the sequence and its reverse complement (per base: the bases on both sides; "
+        "2x compute); forward: the causal read only"))
     head_dropout: float = Field(0.0, description="dropout on the pooled / per-token state before the head")
 
     def validate(self) -> None:
@@ -129,6 +138,11 @@ class FinetuneJob:
         from hyena_platform.finetune.metrics import DEFAULT_METRIC
 
         return self.train.metric or DEFAULT_METRIC[self.task.problem_type]
+
+    @property
+    def baseline_features(self) -> str:
+        """What the k-mer baseline counts, in words (the progress, the table and the model card say it)."""
+        return describe(self.task.type, self.task.strands, self.baseline.max_k, self.baseline.context)
 
     def run_name(self, source: str | Path | None = None) -> str:
         return self.checkpoint.run_name(source, "finetune")

@@ -5,7 +5,11 @@ nothing that counting k-mers did not already know.
 
 Sequence tasks: the frequencies of every k-mer of the sequence. Token tasks: per base, the
 frequencies of the k-mers in the `context` bases ending at that base (the side a causal model
-sees), on a seeded sample of positions (`max_train_positions`, `max_eval_positions`).
+sees), on a seeded sample of positions (`max_train_positions`, `max_eval_positions`). When the
+model reads both strands (task.strands: both), it sees the bases after each base too, and so
+does the baseline: a second block of the same features for the `context` bases starting at the
+base (within the example), computed by `token_features` on the reversed examples at mirrored
+positions, its columns put back in forward k-mer order (`two_sided_token_features`).
 Logistic regression (one-vs-rest for multi-label) for classification, ridge for regression.
 
 The fit takes seconds, not minutes (docs/performance.md, bench/bench_kmer_baseline.py): float32
@@ -118,6 +122,38 @@ def token_features(tokens: list[np.ndarray], picks: np.ndarray, max_k: int, cont
     return _csr(rows, cols, vals, (len(picks), int(offsets[-1])), coo_matrix)
 
 
+def two_sided_token_features(tokens: list[np.ndarray], picks: np.ndarray, max_k: int, context: int):
+    """CSR (n, 2 x sum 4^k): [left | right] blocks for `picks`. Left: `token_features` (k-mers
+    ending in the `context` bases ending at the position). Right: k-mers starting in the `context`
+    bases starting at it, inside the example: the left features of the reversed example at the
+    mirrored position, whose columns (reversed k-mers) are mapped back to the forward k-mers."""
+    from scipy.sparse import hstack
+
+    left = token_features(tokens, picks, max_k, context)
+    lengths = np.array([len(t) for t in tokens], dtype=np.int64)
+    mirrored = np.stack([picks[:, 0], lengths[picks[:, 0]] - 1 - picks[:, 1]], axis=1)
+    right = token_features([t[::-1] for t in tokens], mirrored, max_k, context)
+    return hstack([left, right[:, _reversed_kmer_columns(max_k)]], format="csr")
+
+
+def _reversed_kmer_columns(max_k: int) -> np.ndarray:
+    """Column of each k-mer read backwards (an involution: it also maps back)."""
+    out = []
+    for k in range(1, max_k + 1):
+        digits = (np.arange(4 ** k)[:, None] // 4 ** np.arange(k)[None, :]) % 4  # least significant first
+        out.append(digits @ 4 ** np.arange(k)[::-1] + _offsets(max_k)[k - 1])
+    return np.concatenate(out)
+
+
+def describe(task_type: str, strands: str, max_k: int, context: int) -> str:
+    """What the baseline counts, in words (the run's table and the model card say it)."""
+    if task_type == "sequence":
+        return f"k-mer frequencies of the whole sequence, k = 1..{max_k}"
+    if strands == "both":
+        return f"k-mers of the {context} bases on each side of each base (two blocks), k = 1..{max_k}"
+    return f"k-mers of the {context} bases ending at each base, k = 1..{max_k}"
+
+
 def _csr(rows, cols, vals, shape, coo_matrix):
     if not rows:
         return coo_matrix(shape, dtype=np.float32).tocsr()
@@ -196,9 +232,11 @@ def choose_model(problem_type: str, metric: str, train: tuple, valid: tuple):
     return best, best_strength, best_value
 
 
-def run_baseline(task, splits: dict[str, Split], cfg: BaselineConfig) -> dict[str, dict[str, float]]:
+def run_baseline(task, splits: dict[str, Split], cfg: BaselineConfig,
+                 strands: str = "forward") -> dict[str, dict[str, float]]:
     """Fit on train, choose the regularisation on valid, return split -> metrics (valid, test),
-    and "train": the fit's examples, features, chosen strength and seconds (features and fit)."""
+    and "train": the fit's examples, features, chosen strength and seconds (features and fit).
+    `strands` both: token features of both sides of each base (the model's view)."""
     import time
     import warnings
 
@@ -209,7 +247,8 @@ def run_baseline(task, splits: dict[str, Split], cfg: BaselineConfig) -> dict[st
         if task.task == "sequence":
             return sequence_features(split.tokens, cfg.max_k), split.labels
         picks = sample_positions(split, limit, seed)
-        return token_features(split.tokens, picks, cfg.max_k, cfg.context), position_labels(split, picks)
+        counts = two_sided_token_features if strands == "both" else token_features
+        return counts(split.tokens, picks, cfg.max_k, cfg.context), position_labels(split, picks)
 
     t0 = time.perf_counter()
     X_tr, y_tr = features(splits["train"], cfg.max_train_positions, cfg.seed)

@@ -154,7 +154,7 @@ def build_start_model(job: FinetuneJob, base: BaseModel, data: TaskData, *, sour
     from hyena.heads import TASK_MODELS, HeadConfig
 
     head = HeadConfig(num_labels=data.num_labels, problem_type=job.task.problem_type, label_names=data.label_names,
-                      pooling=job.task.pooling, dropout=job.task.head_dropout)
+                      pooling=job.task.pooling, strands=job.task.strands, dropout=job.task.head_dropout)
     torch.manual_seed(job.train.seed)
     try:
         return TASK_MODELS[job.task.type].from_pretrained(base.directory, head=head, **job.model.overrides)
@@ -211,8 +211,8 @@ def log_baseline(plan: FinetunePlan, run_id: str,
     if logged:
         return logged
     if progress is not None:
-        progress({"event": "baseline", "max_k": job.baseline.max_k})
-    out = run_baseline(data, data.splits, job.baseline)
+        progress({"event": "baseline", "features": job.baseline_features})
+    out = run_baseline(data, data.splits, job.baseline, strands=job.task.strands)
     fit = out["train"]
     tracking.log_metrics(tcfg, run_id, [(f"baseline/{s}/{k}", v, 0) for s in ("valid", "test")
                                         for k, v in out[s].items()] + [("baseline/fit_seconds", fit["fit_seconds"], 0)])
@@ -298,7 +298,8 @@ def register(plan: FinetunePlan, run_id: str, result, baseline: dict, clock: Sto
         meta = read_meta(directory)
         best_step, stopped_early = meta["progress"]["best_step"], meta["progress"]["stopped_early"]
         tags = {**plan.base.lineage, "run_id": run_id, "data_hash": data.content_hash, "task_type": job.task.type,
-                "problem_type": job.task.problem_type, "label_names": json.dumps(list(data.label_names)),
+                "problem_type": job.task.problem_type, "strands": job.task.strands,
+                "label_names": json.dumps(list(data.label_names)),
                 "metric": metric, f"val_{metric}": f"{model_metrics['valid'][metric]:.6g}",
                 f"test_{metric}": f"{model_metrics['test'][metric]:.6g}", "best_step": best_step,
                 **({f"baseline_test_{metric}": f"{baseline['test'][metric]:.6g}"} if baseline else {})}
@@ -314,7 +315,8 @@ def register(plan: FinetunePlan, run_id: str, result, baseline: dict, clock: Sto
     tracking.set_tags(tcfg, run_id, {"hyena.data_hash": data.content_hash})
     return FinetuneResult(run_id=run_id, run_name=plan.name, tracking_uri=tcfg.uri, model_name=tcfg.register_as,
                           model_version=version, alias=tcfg.alias, metric=metric, problem_type=job.task.problem_type,
-                          model_metrics=model_metrics, baseline_metrics=baseline, steps=meta["step"],
+                          model_metrics=model_metrics, baseline_metrics=baseline,
+                          baseline_features=job.baseline_features if baseline else "", steps=meta["step"],
                           best_step=best_step, stopped_early=stopped_early, checkpoint_path=result.checkpoint.path,
                           data_hash=data.content_hash, timings=clock.timings)
 
@@ -324,7 +326,8 @@ def card(plan: FinetunePlan, run_id: str, model_metrics: dict, baseline: dict):
     job, data = plan.job, plan.data
     task = (f"{'per-base' if job.task.type == 'token' else 'sequence'} "
             f"{job.task.problem_type.replace('_', ' ')}, fine-tuned"
-            + (f" ({job.task.pooling} pooling)" if job.task.type == "sequence" else ""))
+            + (f" ({job.task.pooling} pooling)" if job.task.type == "sequence" else "")
+            + (", both strands (the sequence and its reverse complement)" if job.task.strands == "both" else ""))
     sources = {"source": ", ".join(data.sources) or "-", "format": job.data.format}
     train_split = data.splits["train"]
     return finetune_card(
@@ -332,7 +335,7 @@ def card(plan: FinetunePlan, run_id: str, model_metrics: dict, baseline: dict):
         task=task, model_config=plan.model.config.to_dict(), head_config=plan.model.head_config.to_dict(),
         parameters=plan.model.num_parameters(), data=sources, data_hash=data.content_hash,
         splits={s: len(v) for s, v in data.splits.items()}, label_names=data.label_names, metric=job.metric,
-        model_metrics=model_metrics, baseline=baseline,
+        model_metrics=model_metrics, baseline=baseline, baseline_features=job.baseline_features,
         lineage={"base model": tracking.lineage_uri(job.model.init_from, plan.tracking.uri)
                  if job.model.init_from.startswith("models:/") else
                  f"{plan.base.lineage['base_model_path']} (sha256 {plan.base.lineage['base_model_hash'][:16]})",

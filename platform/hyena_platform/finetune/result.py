@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from hyena_platform import tracking
+from hyena_platform.finetune.kmer import describe
 from hyena_platform.finetune.metrics import METRICS
 from hyena_platform.model_card import ModelCard
 from hyena_platform.train.result import MODEL_VERSION_TAG, RegisteredVersion
@@ -34,10 +35,12 @@ class FinetuneResult(RegisteredVersion):
     data_hash: str
     reused: bool = False
     timings: dict[str, float] = field(default_factory=dict)
+    baseline_features: str = ""  # what the baseline counts (FinetuneJob.baseline_features)
 
     def table(self) -> str:
-        """Model (best checkpoint) beside the k-mer baseline, valid and test."""
-        return metrics_table(self.problem_type, self.metric, self.model_metrics, self.baseline_metrics)
+        """Model (best checkpoint) beside the k-mer baseline, valid and test, and what the baseline counted."""
+        table = metrics_table(self.problem_type, self.metric, self.model_metrics, self.baseline_metrics)
+        return table + (f"\nk-mer: {self.baseline_features}" if self.baseline_features else "")
 
 
 def metrics_table(problem_type: str, metric: str, model: dict, baseline: dict) -> str:
@@ -73,13 +76,23 @@ def reused_result(tcfg, run, *, name: str, metric: str, problem_type: str) -> Fi
         baseline_metrics=baseline_from_run(tcfg, run.info.run_id, problem_type),
         steps=int(run.data.params.get("resolved.steps", 0)), best_step=int(run.data.tags.get("hyena.best_step", 0)),
         stopped_early=False, checkpoint_path=run.data.tags.get("hyena.last_checkpoint", ""),
-        data_hash=run.data.tags.get("hyena.data_hash", ""), reused=True)
+        data_hash=run.data.tags.get("hyena.data_hash", ""), reused=True,
+        baseline_features=baseline_features_from_params(run.data.params))
+
+
+def baseline_features_from_params(params: dict[str, str]) -> str:
+    """FinetuneJob.baseline_features of a logged run ("" without a baseline); runs from before
+    task.strands existed read forward."""
+    if params.get("baseline.enabled", "True") != "True":
+        return ""
+    return describe(params.get("task.type", "sequence"), params.get("task.strands", "forward"),
+                    int(params.get("baseline.max_k", 6)), int(params.get("baseline.context", 96)))
 
 
 def finetune_card(*, title: str, task: str, model_config: dict, head_config: dict, parameters: int,
                   data: dict[str, Any], data_hash: str, splits: dict[str, int], label_names: tuple[str, ...],
                   metric: str, model_metrics: dict, baseline: dict, lineage: dict[str, Any],
-                  example_sequence: str = "") -> ModelCard:
+                  baseline_features: str = "", example_sequence: str = "") -> ModelCard:
     """The model card of a fine-tuned version: the task and its labels, the best checkpoint's
     valid/test metrics beside the k-mer baseline fitted on the same split, the base model."""
     rows = []
@@ -93,7 +106,7 @@ def finetune_card(*, title: str, task: str, model_config: dict, head_config: dic
         splits={k: f"{n:,} examples" for k, n in splits.items()}, metrics=rows, lineage=lineage,
         example_sequence=example_sequence,
         metrics_note=f"The model row is the checkpoint with the best validation {metric} (the one registered). "
-                     "The k-mer baseline is k-mer frequencies (k = 1..max_k) with logistic or ridge regression, "
-                     "fitted on the same train split; a model that does not beat it has learned nothing the "
-                     "counts did not know.",
+                     f"The k-mer baseline is k-mer frequencies ({baseline_features or 'k = 1..max_k'}) with "
+                     "logistic or ridge regression, fitted on the same train split; a model that does not beat it "
+                     "has learned nothing the counts did not know.",
     )
