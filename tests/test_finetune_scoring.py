@@ -1,6 +1,7 @@
 """A fine-tuned per-base model through `hyena score`: one probability column per class beside the
 language-model columns, a bigWig of a class probability, values equal to the model's own forward
-pass; a sequence model is sent to `hyena predict`."""
+pass; a both-strands model scored in centred windows (context on both sides of every base, the
+same values whatever the chunking); a sequence model is sent to `hyena predict`."""
 
 from __future__ import annotations
 
@@ -18,10 +19,14 @@ W, S = 256, 192
 LABELS = ("noncoding", "CDS+", "CDS-")
 
 
-def save(tmp_path, cls, **head):
+def save(tmp_path, cls, sharpen: float = 1.0, **head):
+    """A tiny random model saved as a checkpoint; `sharpen` scales the head's decoder so that
+    its class probabilities move with what the backbone read (not ~1/3 everywhere)."""
     torch.manual_seed(0)
     model = cls(HyenaConfig(d_model=16, n_layer=1, d_inner=32, filter_order=8, l_max=W + 2),
                 HeadConfig(num_labels=3, label_names=LABELS, **head))
+    with torch.no_grad():
+        model.head.decoder.weight.mul_(sharpen)
     model.save_pretrained(tmp_path / "model")
     return model.eval()
 
@@ -63,5 +68,98 @@ def test_sequence_models_and_reverse_strand_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="hyena predict"):
         plan_job(job_from_mapping(mapping(tmp_path)))
     save(tmp_path, HyenaDNAForTokenPrediction)
+    with pytest.raises(ConfigError, match="forward strand only"):
+        plan_job(job_from_mapping(mapping(tmp_path, reverse_strand=True)))
+
+
+# --------------------------------------------------------------------------------------------
+# Both-strands heads: centred windows. The replica runs in this process (no Ray): the windows,
+# the FASTA reads and the model calls are the pipeline's own.
+
+
+def replica_columns(tmp_path, regions, *, chunk_size, stride=S):
+    """The plan of a job over `regions` and every scored column, bases in order."""
+    import pyarrow as pa
+
+    from hyena_platform.score.chunk_files import unpack_scores
+    from hyena_platform.score.pipeline import ScoreReplica, replica_kwargs
+
+    m = mapping(tmp_path)
+    m["target"]["regions"], m["output"]["chunk_size"], m["window"]["stride"] = regions, chunk_size, stride
+    plan = plan_job(job_from_mapping(m))
+    rows = unpack_scores(ScoreReplica(**replica_kwargs(plan))(pa.Table.from_pylist([c.row() for c in plan.chunks])))
+    return plan, {k: np.concatenate([cols[k] for _, _, cols in rows]) for k in rows[0][2]}
+
+
+def centred_direct(model, x: np.ndarray, positions: np.ndarray, stride: int):
+    """p_<class> (len(positions), C) and log_prob of each base from the model run once on the
+    centred window of its cell: bases [k S - B, (k + 1) S + F) clipped to the chromosome, B + S + F = W."""
+    from hyena.tokenizer import SEP
+
+    after = (W - stride) // 2
+    before = W - stride - after
+    probs, log_prob = np.zeros((len(positions), len(LABELS))), np.zeros(len(positions))
+    for k in np.unique(positions // stride):
+        a, b = max(0, k * stride - before), min(len(x), (k + 1) * stride + after)
+        sel = np.flatnonzero(positions // stride == k)
+        with torch.no_grad():
+            p = torch.softmax(model(torch.from_numpy(x[a:b][None].astype(np.int64))).logits, -1)[0]
+            stream = np.concatenate([[SEP], x])[a:b].astype(np.int64)  # u[a .. b) = x[a - 1 .. b - 1)
+            hidden = model.backbone(torch.from_numpy(stream)[None])
+            lm = torch.log_softmax(torch.nn.functional.linear(hidden, model.backbone.embeddings.word_embeddings.weight), -1)[0]
+        probs[sel] = p[positions[sel] - a].numpy()
+        log_prob[sel] = lm[positions[sel] - a, x[positions[sel]].astype(np.int64)].numpy()
+    return probs, log_prob
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_both_strands_model_scores_every_base_in_the_middle_of_its_window(tmp_path, bundled_genome):
+    import pyfaidx
+
+    from hyena.tokenizer import Tokenizer
+
+    model = save(tmp_path, HyenaDNAForTokenPrediction, sharpen=10.0, strands="both")
+    fasta = pyfaidx.Fasta(str(bundled_genome))
+    n = len(fasta["chrII"])
+    x = Tokenizer().encode(str(fasta["chrII"][:]))
+    spans = [(0, 700), (500_000, 500_500), (n - 700, n)]  # both chromosome ends and its middle
+    regions = [f"chrII:{a}-{b}" for a, b in spans]
+    positions = np.concatenate([np.arange(a, b) for a, b in spans])
+    for stride in (S, 100):
+        plan, one = replica_columns(tmp_path, regions, chunk_size=8192, stride=stride)
+        assert plan.layout == "centred"
+        _, small = replica_columns(tmp_path, regions, chunk_size=100, stride=stride)  # cuts cells in two
+        probs, log_prob = centred_direct(model, x, positions, stride)
+        for cols in (one, small):
+            got = np.stack([cols[f"p_{c}"] for c in LABELS], axis=1)
+            np.testing.assert_allclose(got, probs, atol=1e-5)  # seen: 1.2e-7
+            np.testing.assert_allclose(cols["log_prob"], log_prob, atol=1e-5)
+    # The same model in causal windows (each input ends at its block's last base): the bases
+    # near a block's end read (almost) nothing downstream and get other values.
+    from hyena_platform.score.scorer import ChunkScorer
+    from hyena_platform.score.tiling import Chunk
+
+    causal = ChunkScorer(model, window=W, stride=100, batch_size=16, layout="causal").score_chunk(
+        Chunk("chrII", 0, 700, n, "f", index=0), x[:1000], 0)
+    gap = np.abs(np.stack([causal.columns[f"p_{c}"] for c in LABELS], axis=1) - probs[:700]).max(axis=1)
+    assert (gap > 1e-3).mean() > 0.3  # 100 times the tolerance above, on a third of the bases or more
+
+
+def test_both_strands_plan_is_centred_and_fingerprinted_forward_plans_are_unchanged(tmp_path):
+    """A forward token model keeps the causal windows and the very identity (fingerprint) it had,
+    so its earlier outputs resume; a both-strands model's identity names its layout and margins."""
+    from hyena_platform.score.pipeline import _manifest
+
+    save(tmp_path, HyenaDNAForTokenPrediction)
+    forward = plan_job(job_from_mapping(mapping(tmp_path)))
+    assert forward.layout == "causal"
+    assert forward.identity["window"] == {"size": W, "stride": S, "start_token": "[SEP]"}
+    save(tmp_path, HyenaDNAForTokenPrediction, strands="both")
+    both = plan_job(job_from_mapping(mapping(tmp_path)))
+    assert both.layout == "centred"
+    assert both.identity["window"] == {"size": W, "stride": S, "start_token": "[SEP]", "layout": "centred",
+                                       "margins": [32, 32]}
+    window = _manifest(both, tmp_path, None, None)["window"]
+    assert window["layout"] == "centred" and window["min_context"] == 33 and window["min_context_after"] == 32
     with pytest.raises(ConfigError, match="forward strand only"):
         plan_job(job_from_mapping(mapping(tmp_path, reverse_strand=True)))

@@ -7,7 +7,8 @@ import pytest
 
 from hyena.tokenizer import PAD, SEP
 from hyena_platform.score.tiling import (
-    Chunk, Region, chunk_windows, min_context, plan_chunks, rc_interval, strand_sequence, tile, window_batch,
+    CAUSAL, CENTRED, Chunk, Region, centred_margins, chunk_windows, min_context, plan_chunks, rc_interval,
+    strand_sequence, tile, tile_centred, window_batch, window_layout,
 )
 
 CASES = [
@@ -108,3 +109,87 @@ def test_window_batch_layout_start_token_padding_and_ownership():
     np.testing.assert_array_equal(inp2, inputs[1:])
     with pytest.raises(ValueError):
         window_batch(x[5:], 5, blocks[1:], 8)  # does not reach back to base 3
+
+
+# ------------------------------------------------------------------------------------------
+# Centred windows: a both-strands per-base model reads context on both sides of every base
+
+CENTRED_CASES = [
+    # (start, end, length, window, stride)
+    (0, 1000, 1000, 64, 32), (0, 1000, 1000, 64, 24), (0, 1000, 1000, 64, 64), (0, 1000, 1000, 64, 1),
+    (5, 997, 1000, 64, 20), (40, 41, 1000, 64, 20), (500, 777, 5000, 100, 37), (0, 10, 10, 64, 32),
+    (0, 1, 1, 1, 1), (3, 200, 200, 7, 3), (1000, 5000, 9000, 256, 192), (8990, 9000, 9000, 256, 192),
+]
+
+
+def reads_per_base(blocks: np.ndarray) -> np.ndarray:
+    """(n, 2): the input [a, b) of the block that scores each base, bases in order."""
+    return np.concatenate([np.repeat(blocks[i:i + 1, 2:4], blocks[i, 1] - blocks[i, 0], axis=0)
+                           for i in range(len(blocks))])
+
+
+@pytest.mark.parametrize("start,end,length,window,stride", CENTRED_CASES)
+def test_centred_every_base_exactly_once_with_context_on_both_sides(start, end, length, window, stride):
+    blocks = tile_centred(start, end, window, stride, length)
+    np.testing.assert_array_equal(covered(blocks[:, :3]), np.arange(start, end))  # each once, in order
+    own, stop, a, b = blocks.T
+    assert np.all(b - a <= window) and np.all((a <= own) & (stop <= b)) and np.all((a >= 0) & (b <= length))
+    before, after = centred_margins(window, stride)
+    assert before + stride + after == window and before - after in (0, 1)
+    pos = np.arange(start, end)
+    read = reads_per_base(blocks)
+    # every base: B bases before and F after it in the head's read, unless its input reaches the
+    # chromosome's start (then every base before it) or its end (every base after it)
+    up, down = pos - read[:, 0], read[:, 1] - 1 - pos
+    assert np.all((up >= before) | (read[:, 0] == 0)) and np.all((down >= after) | (read[:, 1] == length))
+    assert np.all(up[read[:, 0] == 0] == pos[read[:, 0] == 0])
+    # the log_prob of a base (stream u[a .. p]) sees at least B + 1 upstream bases off the start
+    assert np.all(min_context(blocks)[a > 0] >= before + 1)
+    # a cell's bases sit in its input's middle: the input starts B before the cell (k * S)
+    cell = (own // stride) * stride
+    np.testing.assert_array_equal(a, np.maximum(cell - before, 0))
+    np.testing.assert_array_equal(b, np.minimum(cell + stride + after, length))
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 24, 100, 240, 1000, 4096])
+def test_centred_reads_do_not_depend_on_the_chunking_or_the_region(chunk_size):
+    n, window, stride = 2000, 64, 24
+    whole = reads_per_base(tile_centred(0, n, window, stride, n))
+    regions = [Region("c", 0, 333, n, "f"), Region("c", 333, 1500, n, "f"), Region("c", 1500, n, n, "f")]
+    parts = [chunk_windows(c, window, stride, reverse_strand=False, layout=CENTRED)
+             for c in plan_chunks(regions, chunk_size)]
+    np.testing.assert_array_equal(np.concatenate([reads_per_base(p.forward) for p in parts]), whole)
+    for p in parts:  # each chunk's fetch span holds x[a - 1 .. b) of its blocks
+        assert p.fetch_start == max(0, int(p.forward[:, 2].min()) - 1) and p.fetch_end == int(p.forward[:, 3].max())
+        assert p.reverse.size == 0
+    with pytest.raises(ValueError, match="forward strand only"):
+        chunk_windows(Chunk("c", 0, 100, n, "f", index=0), window, stride, reverse_strand=True, layout=CENTRED)
+
+
+def test_causal_layout_is_the_tiling_of_language_models_and_forward_heads():
+    """Forward models keep their windows: the default layout is exactly `tile`, and a model
+    without a both-strands token head is scored causally."""
+    from types import SimpleNamespace
+
+    chunk = Chunk("c", 300, 1000, 5000, "f", index=0)
+    plan = chunk_windows(chunk, 64, 24, reverse_strand=False)
+    assert plan.forward.shape[1] == 3
+    np.testing.assert_array_equal(plan.forward, tile(300, 1000, 64, 24))
+    assert plan.forward[:2].tolist() == [[300, 324, 260], [324, 348, 284]]
+    assert (plan.fetch_start, plan.fetch_end) == (259, 1000)
+    head = lambda strands: SimpleNamespace(strands=strands)  # noqa: E731
+    assert window_layout(SimpleNamespace()) == CAUSAL  # a language model
+    assert window_layout(SimpleNamespace(task="token", head_config=head("forward"))) == CAUSAL
+    assert window_layout(SimpleNamespace(task="sequence", head_config=head("both"))) == CAUSAL
+    assert window_layout(SimpleNamespace(task="token", head_config=head("both"))) == CENTRED
+
+
+def test_window_batch_of_centred_blocks_reads_past_the_owned_bases():
+    x = np.arange(30, dtype=np.uint8) + 100
+    blocks = tile_centred(0, 30, 8, 4, 30)  # B = F = 2: cells [0,4) reads [0,6); [4,8) reads [2,10) ...
+    assert blocks[:2].tolist() == [[0, 4, 0, 6], [4, 8, 2, 10]] and blocks[-1].tolist() == [28, 30, 26, 30]
+    inputs, labels, owned = window_batch(x, 0, blocks, 8)
+    assert inputs[0, :6].tolist() == [SEP] + list(range(100, 105)) and inputs[0, 6:].tolist() == [PAD] * 2
+    assert labels[1].tolist() == list(range(102, 110))  # x[a .. b): two bases each side of the cell
+    assert owned[1].tolist() == [False, False, True, True, True, True, False, False]
+    np.testing.assert_array_equal(labels[owned], x)  # row-major ownership = positions in order

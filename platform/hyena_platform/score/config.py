@@ -55,7 +55,9 @@ class WindowSection:
     """Window W and stride S (see hyena_platform.score.tiling for the exact definition)."""
 
     size: int | None = Field(None, description="W, tokens per model call; null: the model's l_max - 2")
-    stride: int | None = Field(None, description="S, bases scored per window; null: W // 2. Context >= W - S.")
+    stride: int | None = Field(None, description=(
+        "S, bases scored per window; null: W // 2. Context >= W - S upstream; a both-strands "
+        "token model: >= (W - S) / 2 on each side"))
     reverse_strand: bool = Field(False, description="also score the reverse complement; adds *_rc and *_mean columns")
     probabilities: bool = Field(False, description="add p_a, p_c, p_g, p_t columns")
 

@@ -35,7 +35,7 @@ from hyena_platform.score.finalize import FinalizeResult, finalize
 from hyena_platform.score.plan import ResolvedModel, ScorePlan, plan_job
 from hyena_platform.score.mlflow_run import tracking_finish, tracking_start
 from hyena_platform.score.result import ScoreResult
-from hyena_platform.score.tiling import Chunk, chunk_windows
+from hyena_platform.score.tiling import CENTRED, Chunk, centred_margins
 
 
 def run_score(job: ScoreJob, *, source: str = "<job>", overwrite: bool = False, fresh: bool = False,
@@ -121,6 +121,9 @@ def _manifest(plan: ScorePlan, root: Path, previous: dict[str, Any] | None,
     window = {"size": plan.window, "stride": plan.stride, "start_token": "[SEP]",
               "min_context": plan.window - plan.stride + 1,
               "definition": "hyena_platform.score.tiling (module docstring)"}
+    if plan.layout == CENTRED:  # bases each side of every base in its window (off a chromosome's ends)
+        before, after = centred_margins(plan.window, plan.stride)
+        window.update(layout=CENTRED, min_context=before + 1, min_context_after=after)
     baseline = {"baseline": plan.kmer.describe()} if plan.kmer is not None else {}
     return manifest_header(
         plan.identity, plan.model, previous, run, config=job.to_dict(), source=plan.source, window=window,
@@ -159,20 +162,25 @@ def _files(root: Path, fin: FinalizeResult) -> dict[str, Any]:
 # Ray
 
 
-def _execute(plan: ScorePlan, pending: list[Chunk], root: Path, emit: Progress) -> dict[str, float]:
+def replica_kwargs(plan: ScorePlan) -> dict[str, Any]:
+    """The arguments of every `ScoreReplica` of a plan (the model and k-mer chain as plain data)."""
     from hyena_platform.score.scorer import kmer_payload, model_payload
 
     job, c = plan.job, plan.job.compute
-    items = [ch.row() for ch in pending]
     payload = model_payload(plan.model.model)
     if plan.kmer is not None:
         payload["kmer"] = kmer_payload(plan.kmer)
-    replica_kwargs = {"payload": payload, "window": plan.window, "stride": plan.stride,
-                      "batch_size": c.batch_size, "reverse_strand": job.window.reverse_strand,
-                      "probabilities": job.window.probabilities, "device": c.device,
-                      "threads": c.torch_threads, "precision": c.precision,
-                      "index_cache": job.data.index_cache}
-    rows = run_pool(items, compute=c, replica=ScoreReplica, replica_kwargs=replica_kwargs,
+    return {"payload": payload, "window": plan.window, "stride": plan.stride,
+            "batch_size": c.batch_size, "reverse_strand": job.window.reverse_strand,
+            "probabilities": job.window.probabilities, "device": c.device,
+            "threads": c.torch_threads, "precision": c.precision, "layout": plan.layout,
+            "index_cache": job.data.index_cache}
+
+
+def _execute(plan: ScorePlan, pending: list[Chunk], root: Path, emit: Progress) -> dict[str, float]:
+    job, c = plan.job, plan.job.compute
+    items = [ch.row() for ch in pending]
+    rows = run_pool(items, compute=c, replica=ScoreReplica, replica_kwargs=replica_kwargs(plan),
                     writer=ChunkWriter, writer_kwargs={"root": str(root), "names": plan.columns}, address=job.address)
     total = sum(ch.bases for ch in pending)
     sums = {"read_s": 0.0, "model_s": 0.0, "model_cpu_s": 0.0, "write_s": 0.0, "replica_max_rss_mb": 0.0}
@@ -213,7 +221,7 @@ class ScoreReplica:
         for row in batch.to_pylist():
             t0 = time.perf_counter()
             chunk = Chunk.from_row(row)
-            span = chunk_windows(chunk, s.window, s.stride, reverse_strand=s.reverse_strand)
+            span = s.windows(chunk)
             start = max(0, min(span.fetch_start, chunk.start - s.context_before))
             spec = ChunkSpec(chunk.source, chunk.chrom, start, span.fetch_end, "score", start)
             tokens = tokenize_codes(fetch_codes(spec, index_cache=self.index_cache), source=chunk.source,

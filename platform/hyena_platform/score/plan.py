@@ -23,7 +23,7 @@ from hyena_platform.data.genome import (
 from hyena_platform.errors import ConfigError, HyenaPlatformError, InputError
 from hyena_platform.score.config import ScoreJob, TargetSection
 from hyena_platform.score.chunk_files import FORMAT_VERSION, score_columns
-from hyena_platform.score.tiling import Chunk, Region, plan_chunks
+from hyena_platform.score.tiling import CAUSAL, CENTRED, Chunk, Region, centred_margins, plan_chunks, window_layout
 
 
 @dataclass
@@ -59,6 +59,7 @@ class ScorePlan:
     columns: list[str]
     identity: dict[str, Any] = field(default_factory=dict)
     kmer: Any = None  # hyena_platform.score.kmer.KmerChain when baseline.bits_saved
+    layout: str = CAUSAL  # window layout (hyena_platform.score.tiling): centred for both-strands heads
 
     @property
     def bases(self) -> int:
@@ -84,7 +85,8 @@ def plan_job(job: ScoreJob, *, source: str = "<job>", model: ResolvedModel | Non
     except ValueError as err:
         raise ConfigError(f"{source}: {err}") from None
     chunks = plan_chunks(regions, job.output.chunk_size)
-    plan = ScorePlan(job, source, regions, chunks, resolved, window, stride, columns, kmer=kmer_chain(job, regions, source))
+    plan = ScorePlan(job, source, regions, chunks, resolved, window, stride, columns,
+                     kmer=kmer_chain(job, regions, source), layout=window_layout(resolved.model))
     plan.identity = identity(plan)
     return plan
 
@@ -123,15 +125,20 @@ def identity(plan: ScorePlan) -> dict[str, Any]:
 
     The model counts by its weights and config, not by its URI: the same weights registered
     again, or a checkpoint directory moved, resume; new weights under the same alias do not.
+    Centred windows (a both-strands per-base model) add their layout and margins to the window;
+    the causal window's entry is what it always was, so earlier outputs still resume.
     """
     sources = {r.source for r in plan.regions}
+    window: dict[str, Any] = {"size": plan.window, "stride": plan.stride, "start_token": "[SEP]"}
+    if plan.layout == CENTRED:
+        window.update(layout=CENTRED, margins=list(centred_margins(plan.window, plan.stride)))
     return {
         "format": FORMAT_VERSION,
         "model": {"sha256": plan.model.sha256, "config": plan.model.model.config.to_dict()},
         # By content, not path and size: a FASTA edited in place is a different genome.
         "genome": sorted(content_digest(s) for s in sources),
         "regions": [[r.chrom, r.start, r.end, r.length] for r in plan.regions],
-        "window": {"size": plan.window, "stride": plan.stride, "start_token": "[SEP]"},
+        "window": window,
         "columns": plan.columns,
         "chunk_size": plan.job.output.chunk_size,
         "precision": plan.job.compute.precision,

@@ -21,7 +21,9 @@ import torch
 
 from hyena.precision import autocast_context
 from hyena.tokenizer import A, C, G, N, PAD, T
-from hyena_platform.score.tiling import Chunk, chunk_windows, strand_sequence, window_batch
+from hyena_platform.score.tiling import (
+    CENTRED, Chunk, ChunkWindows, chunk_windows, input_end, strand_sequence, window_batch, window_layout,
+)
 
 BASE_IDS = (A, C, G, T)
 LN2 = float(np.log(2.0))
@@ -39,7 +41,9 @@ def score_batch(model: torch.nn.Module, inputs: torch.Tensor, labels: torch.Tens
     ``p_<class>`` column per class. The class of base t is read after the model has seen base t,
     so the classifier runs over the bases themselves (`labels`: right-padded, real bases first),
     while log_prob and entropy come, as for any model, from the stream that stops before t
-    (through the tied embedding: the language-model view of the fine-tuned backbone)."""
+    (through the tied embedding: the language-model view of the fine-tuned backbone). A
+    both-strands head also reads the bases after t in the window; `ChunkScorer` gives it centred
+    windows (hyena_platform.score.tiling) so that every base has context on both sides."""
     head = getattr(model, "head_config", None)
     with autocast_context(inputs.device, precision):
         if head is None:
@@ -124,11 +128,13 @@ def load_payload(payload: Any, device: str = "cpu") -> torch.nn.Module:
 
 class ChunkScorer:
     """Scores chunks with one model replica. `payload` is a model or `model_payload(model)`,
-    the latter with an optional ``kmer`` entry (`kmer_payload`: the chain of bits_saved)."""
+    the latter with an optional ``kmer`` entry (`kmer_payload`: the chain of bits_saved).
+    `layout` (hyena_platform.score.tiling): None takes the model's own (`window_layout`: centred
+    windows for a per-base head that reads both strands, causal ones for every other model)."""
 
     def __init__(self, payload: Any, *, window: int, stride: int, batch_size: int,
                  reverse_strand: bool = False, probabilities: bool = False, device: str = "cpu",
-                 threads: int | None = None, precision: str = "fp32"):
+                 threads: int | None = None, precision: str = "fp32", layout: str | None = None):
         if threads is not None:
             torch.set_num_threads(threads)
         payload = fetch_payload(payload)
@@ -138,19 +144,26 @@ class ChunkScorer:
         self.reverse_strand, self.probabilities = reverse_strand, probabilities
         self.device = torch.device(device)
         self.precision = precision
+        self.layout = layout or window_layout(self.model)
+        if self.layout == CENTRED and reverse_strand:
+            raise ValueError("centred windows (a both-strands per-base model) score the forward strand only")
 
     @property
     def context_before(self) -> int:
         """Bases before a chunk's first window that `score_chunk` also needs (the k-mer context)."""
         return self.kmer["order"] if self.kmer else 0
 
+    def windows(self, chunk: Chunk) -> ChunkWindows:
+        """The chunk's blocks and the span of bases they read, in this scorer's layout."""
+        return chunk_windows(chunk, self.window, self.stride, reverse_strand=self.reverse_strand, layout=self.layout)
+
     # ---------------------------------------------------------------------------------- scoring
 
     def score_chunk(self, chunk: Chunk, tokens: np.ndarray, fetch_start: int) -> ChunkScores:
         """tokens: forward ids of ``[fetch_start, fetch_start + len(tokens))``, covering
-        `chunk_windows(chunk, ...)`'s fetch span and, for bits_saved, the `context_before`
-        bases before the chunk (or from the chromosome's start)."""
-        plan = chunk_windows(chunk, self.window, self.stride, reverse_strand=self.reverse_strand)
+        `windows(chunk)`'s fetch span and, for bits_saved, the `context_before` bases before the
+        chunk (or from the chromosome's start)."""
+        plan = self.windows(chunk)
         lo = plan.fetch_start - fetch_start
         span = tokens[lo: lo + plan.fetch_end - plan.fetch_start]
         t0, c0 = time.perf_counter(), time.process_time()
@@ -185,7 +198,7 @@ class ChunkScorer:
     def _strand(self, span: np.ndarray, fetch_start: int, fetch_end: int, length: int,
                 blocks: np.ndarray, reverse: bool) -> dict[str, np.ndarray]:
         seq, seq_start = strand_sequence(span, fetch_start, fetch_end, length, reverse)
-        width = int((blocks[:, 1] - blocks[:, 2]).max())
+        width = int((input_end(blocks) - blocks[:, 2]).max())
         parts: dict[str, list[np.ndarray]] = {}
         with torch.inference_mode():
             for b0 in range(0, blocks.shape[0], self.batch_size):

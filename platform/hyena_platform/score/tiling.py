@@ -28,6 +28,33 @@ the W bases ``x[e - W - 1 .. e - 1)`` (or, at a chromosome's start, [SEP] and th
 - Reverse strand: the chunk ``[c0, c1)`` of a chromosome of length n is the interval
   ``[n - c1, n - c0)`` of the reverse complement, tiled by the same rule; its scores are read
   back in reverse order (forward position ``p`` is reverse-strand position ``n - 1 - p``).
+
+Centred windows: a both-strands per-base model (layout ``centred``)
+--------------------------------------------------------------------
+The rule above is the *causal* layout, the one for language models and forward per-base heads:
+their state at base p has read only the bases before p, so nothing after a block's end helps.
+A per-base head that reads both strands (`hyena.heads`, ``HeadConfig.strands == "both"``)
+predicts base p from the bases on both sides of it inside its input, so its blocks read past
+their end (`window_layout` picks the layout from the model). With ``B = ceil((W - S) / 2)``
+bases before and ``F = floor((W - S) / 2)`` after (`centred_margins`), a chromosome of n bases is
+cut into *cells* ``[kS, (k + 1)S)``, k = 0, 1, ... (the last one clipped at n). The call of cell k
+has the input ``u[a .. b)`` with ``a = max(0, kS - B)`` and ``b = min(n, (k + 1)S + F)``: at most
+W tokens, the cell in their middle; the head reads the bases ``x[a .. b)`` and the language-model
+columns come from the same call. A chunk's blocks are the cells it overlaps, each keeping only
+the cell's bases inside the chunk (rows ``own_start, own_end, a, b``: `tile_centred`).
+
+- The cells tile the chromosome and a chunk keeps its own bases: **every base is scored exactly
+  once**.
+- A base p of cell k has ``p - a >= B`` bases before it and ``b - 1 - p >= F`` after it in the
+  head's read: **at least (W - S) / 2 bases of context on each side (B before, F after),
+  except near a chromosome's ends** (``a = 0`` or ``b = n``), where it reads every base up to that
+  end. Its log_prob predicts p from ``x[a - 1 .. p)``, at least B + 1 upstream bases: the same
+  meaning as in the causal layout, from shorter upstream context.
+- A base's input ``[a, b)`` depends only on p, W, S and n, never on the region, the chunk size,
+  the chunk or the batch: **chunking does not change the result** (beyond float rounding from
+  the batch's padded width). A chunk boundary inside a cell costs one more model call (the cell
+  read by both chunks).
+- The forward strand only: a token classifier's classes (CDS+ / CDS-) are strand-specific.
 """
 
 from __future__ import annotations
@@ -42,6 +69,7 @@ from hyena.tokenizer import PAD, SEP
 from hyena_platform.span import Span
 
 START = SEP  # the token before a chromosome's first base
+CAUSAL, CENTRED = "causal", "centred"  # window layouts (module docstring)
 
 
 @dataclass(frozen=True)
@@ -111,6 +139,40 @@ def min_context(blocks: np.ndarray) -> np.ndarray:
     return np.where(a > 0, own - a + 1, own)
 
 
+def window_layout(model: Any) -> str:
+    """The layout a model is scored with: centred for a per-base head that reads both strands
+    (it predicts each base from the bases on both sides), causal for every other model."""
+    head = getattr(model, "head_config", None)
+    both = head is not None and getattr(model, "task", "") == "token" and head.strands == "both"
+    return CENTRED if both else CAUSAL
+
+
+def centred_margins(window: int, stride: int) -> tuple[int, int]:
+    """(B, F): the bases a centred input reads before and after its cell, ``B + S + F = W``."""
+    check_window(window, stride)
+    after = (window - stride) // 2
+    return window - stride - after, after
+
+
+def tile_centred(start: int, end: int, window: int, stride: int, length: int) -> np.ndarray:
+    """Centred blocks of ``[start, end)`` of a chromosome of `length` bases: int64 (k, 4) rows
+    ``own_start, own_end, input_start, input_end``; the block's model input is ``u[a .. b)``."""
+    before, after = centred_margins(window, stride)
+    if not 0 <= start <= end <= length:
+        raise ValueError(f"bad interval [{start}, {end}) of a sequence of {length} bases")
+    if end == start:
+        return np.zeros((0, 4), dtype=np.int64)
+    cells = np.arange(start // stride, (end - 1) // stride + 1, dtype=np.int64) * stride
+    own, stop = np.maximum(cells, start), np.minimum(cells + stride, end)
+    a, b = np.maximum(cells - before, 0), np.minimum(cells + stride + after, length)
+    return np.stack([own, stop, a, b], axis=1)
+
+
+def input_end(blocks: np.ndarray) -> np.ndarray:
+    """Where each block's input ends: its own end (causal rows) or column 3 (centred rows)."""
+    return blocks[:, 3] if blocks.shape[1] > 3 else blocks[:, 1]
+
+
 def rc_interval(start: int, end: int, length: int) -> tuple[int, int]:
     """``[start, end)`` of the forward strand as an interval of the reverse complement."""
     return length - end, length - start
@@ -134,13 +196,22 @@ def plan_chunks(regions: Sequence[Region], chunk_size: int) -> list[Chunk]:
 class ChunkWindows:
     """The blocks of one chunk on both strands and the forward span of bases they read."""
 
-    forward: np.ndarray  # (k, 3) blocks, forward coordinates
+    forward: np.ndarray  # (k, 3) causal or (k, 4) centred blocks, forward coordinates
     reverse: np.ndarray  # (k', 3) blocks, reverse-complement coordinates (empty if not scored)
     fetch_start: int  # forward bases [fetch_start, fetch_end) cover every block's input
     fetch_end: int
 
 
-def chunk_windows(chunk: Chunk, window: int, stride: int, *, reverse_strand: bool) -> ChunkWindows:
+def chunk_windows(chunk: Chunk, window: int, stride: int, *, reverse_strand: bool,
+                  layout: str = CAUSAL) -> ChunkWindows:
+    if layout == CENTRED:
+        if reverse_strand:
+            raise ValueError("centred windows score the forward strand only")
+        blocks = tile_centred(chunk.start, chunk.end, window, stride, chunk.length)
+        return ChunkWindows(blocks, np.zeros((0, 4), dtype=np.int64), max(0, int(blocks[:, 2].min()) - 1),
+                            int(blocks[:, 3].max()))
+    if layout != CAUSAL:
+        raise ValueError(f"unknown window layout {layout!r}; one of {CAUSAL}, {CENTRED}")
     fwd = tile(chunk.start, chunk.end, window, stride)
     lo, hi = max(0, int(fwd[:, 2].min()) - 1), chunk.end
     if reverse_strand:
@@ -171,17 +242,20 @@ def window_batch(seq: np.ndarray, seq_start: int, blocks: np.ndarray,
                  width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Model inputs for `blocks`, right-padded with [PAD] to `width` tokens.
 
-    seq: one strand's ids for bases ``[seq_start, seq_start + len(seq))``; it must hold
-    ``x[a - 1 .. e)`` of every block (``x[-1]`` is START, supplied here when ``a == 0``).
-    Returns ``inputs`` and ``labels`` (int64 (B, width): the stream ``u[a .. e)`` and the bases
-    ``x[a .. e)`` it predicts) and ``owned`` (bool (B, width): the positions the block keeps).
-    Row-major order of ``owned`` is the blocks' bases in increasing position.
+    blocks: causal (k, 3) or centred (k, 4) rows; the input of a block ends at ``b`` (`input_end`:
+    ``b = e`` for causal rows). seq: one strand's ids for bases ``[seq_start, seq_start +
+    len(seq))``; it must hold ``x[a - 1 .. b)`` of every block (``x[-1]`` is START, supplied here
+    when ``a == 0``). Returns ``inputs`` and ``labels`` (int64 (B, width): the stream ``u[a .. b)``
+    and the bases ``x[a .. b)`` it predicts) and ``owned`` (bool (B, width): the positions of
+    the block's own bases ``[o, e)``). Row-major order of ``owned`` is the blocks' bases in
+    increasing position.
     """
     own, end, a = blocks[:, 0:1], blocks[:, 1:2], blocks[:, 2:3]
+    b = input_end(blocks)[:, None]
     cols = np.arange(width, dtype=np.int64)[None, :]
-    if int((end - a).max(initial=0)) > width:
-        raise ValueError(f"a block needs {int((end - a).max())} tokens, more than width {width}")
-    valid = cols < (end - a)
+    if int((b - a).max(initial=0)) > width:
+        raise ValueError(f"a block needs {int((b - a).max())} tokens, more than width {width}")
+    valid = cols < (b - a)
     ext = np.concatenate([[START], seq]) if seq_start == 0 else seq
     ext_start = seq_start - 1 if seq_start == 0 else seq_start  # coordinate of ext[0]
     pos = a - 1 + cols  # base coordinate of each input token (-1 = START)
@@ -192,5 +266,5 @@ def window_batch(seq: np.ndarray, seq_start: int, blocks: np.ndarray,
     lab = np.clip(pos + 1 - ext_start, 0, ext.shape[0] - 1)
     inputs = np.where(valid, ext[idx], PAD).astype(np.int64)
     labels = np.where(valid, ext[lab], PAD).astype(np.int64)
-    owned = valid & (cols >= own - a)
+    owned = (cols >= own - a) & (cols < end - a)
     return inputs, labels, owned
