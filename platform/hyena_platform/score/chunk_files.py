@@ -16,7 +16,7 @@ A chunk file appears only complete: it is written to a hidden temporary name in 
 directory, flushed to disk, then renamed. A rerun treats a chunk as finished when its file exists
 with the expected number of rows, and removes leftover temporary files. The manifest's
 ``fingerprint`` covers everything that changes the scores (model weights, genome, regions,
-window, stride, strands, columns, chunking, precision); a rerun with a different fingerprint is
+window, stride, window layout, strands, columns, chunking, precision); a rerun with a different fingerprint is
 refused unless told to overwrite, so one directory never mixes two models' scores.
 """
 
