@@ -48,6 +48,7 @@ def test_both_models_registered_with_lineage(demo):
     assert genes.tags["base_model_run_id"] == pre.run_id
     assert json.loads(genes.tags["label_names"]) == list(result.labels) == ["noncoding", "CDS+", "CDS-"]
     assert fine.baseline_metrics["test"]["mcc"] is not None and "mcc" in fine.model_metrics["test"]
+    assert genes.tags["strands"] == "both"  # the demo's head reads both strands (and so does its baseline)
 
 
 def test_tracks_are_bigwigs_over_chrII(demo):
@@ -120,6 +121,8 @@ def test_summary_names_each_number(demo):
     chrom = result.score.chromosomes[0]
     for needle in ("k=1 ppl", "perplexity", "models:/hyena-demo@candidate = models:/hyena-demo/",
                    "models:/hyena-demo-genes@candidate", "mcc*", "the bar to beat",
+                   f"the head's MCC is {result.finetune.model_metrics['test']['mcc']:.4f}, the k-mer baseline's "
+                   f"{result.finetune.baseline_metrics['test']['mcc']:.4f}",
                    f"{chrom['mean_bits_saved']:+.4f} bits per base", f"{chrom['perplexity']:.4f}",
                    f"{result.vep.scored} scored", f"mean cosine similarity between them {result.embedding_cosine:.4f}",
                    f"{result.generated.mean_log_likelihood:.4f} per base", "confusion.png", "browser.png",

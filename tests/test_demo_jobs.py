@@ -1,5 +1,5 @@
 """The demo's job settings, without running them (tests/test_demo.py runs the quick demo): the
-fine-tuning step is the gene recipe's task and baseline, --quick trains on one worker, and the batch jobs'
+fine-tuning step is the gene recipe's task (both strands) and baseline, --quick trains on one worker, and the batch jobs'
 actor pools do not restart on a local Ray (no per-actor line from Ray's core worker)."""
 
 from __future__ import annotations
@@ -26,6 +26,16 @@ def test_the_demo_fine_tunes_the_gene_task_beside_the_recipes_baseline(tmp_path)
     assert (fine.data.train_chroms, fine.data.test_chroms) == (("chrI",), ("chrII",))
     assert fine.baseline.enabled and fine.baseline.max_k == recipe["baseline"]["max_k"]
     assert fine.baseline.context == recipe["baseline"]["context"]
+    # Both strands (the model and so its baseline), the recipe's windows, both cores.
+    assert fine.task.strands == "both" and fine.data.window == recipe["data"]["window"]
+    assert fine.train.precision == "bf16" and fine.scaling.num_workers == 2
+
+
+def test_the_gene_head_is_scored_as_trained_and_log_p_in_float32(tmp_path):
+    built = jobs(tmp_path, quick=False)
+    assert built.score_genes.compute.precision == "bf16" and built.score_lm.compute.precision == "fp32"
+    # One window per base beyond the first: a stride of three quarters of the window.
+    assert built.score_lm.window.stride * 4 == built.score_lm.window.size * 3
 
 
 def test_quick_pretrains_on_one_worker_with_the_length_warm_up(tmp_path):
@@ -33,6 +43,7 @@ def test_quick_pretrains_on_one_worker_with_the_length_warm_up(tmp_path):
     assert quick.pretrain.scaling.num_workers == 1 and full.pretrain.scaling.num_workers == 2
     assert quick.pretrain.train.start_length < quick.pretrain.train.target_length  # still a warm-up
     assert quick.finetune.baseline.max_train_positions <= 2000
+    assert quick.finetune.scaling.num_workers == 1 and quick.finetune.task.strands == "both"
 
 
 def test_local_actor_pools_do_not_restart(monkeypatch):

@@ -27,21 +27,28 @@ PRETRAIN: dict[str, Any] = {
 PRETRAIN["data"]["valid_chroms"] = ["chrII"]
 # The per-base gene-annotation head of jobs/finetune_genes.yaml on the demo's pretrained model:
 # noncoding / CDS+ / CDS- by Prodigal's calls, train chrI, test chrII, beside its k-mer baseline.
+# The head reads both strands (a causal state has read only the bases before it; a gene's start
+# codon lies after), and so does the baseline (k-mers on both sides of each base). The schedule
+# is the recipe's, shortened to fit the demo (docs/demo.md, "The gene head's schedule"): 256-base
+# windows, 32 per step on two workers (16 each, one core each), bf16 matrix products, one
+# validation at the end (the cosine schedule ends there, so the last step is the one kept).
 FINETUNE: dict[str, Any] = {
     "model": {"init_from": f"models:/{MODEL_NAME}@{ALIAS}"},
-    "task": {"type": "token", "problem_type": "single_label_classification"},
-    "data": {"format": "fasta_bed", "window": 1024, "train_chroms": ["chrI"], "test_chroms": ["chrII"],
+    "task": {"type": "token", "problem_type": "single_label_classification", "strands": "both"},
+    "data": {"format": "fasta_bed", "window": 256, "train_chroms": ["chrI"], "test_chroms": ["chrII"],
              "strand_labels": True, "background_label": "noncoding"},
-    "train": {"steps": 60, "batch_size": 8, "lr": 2e-3, "class_weights": "balanced", "eval_every": 30,
-              "eval_batch": 16},
+    "train": {"steps": 300, "batch_size": 32, "lr": 3e-3, "precision": "bf16", "class_weights": "balanced",
+              "eval_every": 300, "eval_batch": 64},
     "baseline": {"max_k": 6, "context": 96},
-    "scaling": {"num_workers": 1, "cpus_per_worker": 1, "threads_per_worker": 2},
+    "scaling": {"num_workers": 2, "cpus_per_worker": 0.5, "threads_per_worker": 1},
     "checkpoint": {"keep": 1, "name": "hyena-demo-genes"},
     "tracking": {"experiment": "hyena-demo-finetune", "register_as": GENES_MODEL, "alias": ALIAS},
 }
 SCORE: dict[str, Any] = {
     "target": {"regions": ["chrII"]},
-    "window": {"size": 1024, "stride": 512},
+    # Each base is scored in one window whose first 256 bases are context (the causal model; a
+    # both-strands head gets 128 bases each side): a third less work than stride 512.
+    "window": {"size": 1024, "stride": 768},
     # Two single-threaded replicas keep both cores busy; 64 Ki-base chunks make resuming and the
     # progress lines fine-grained (17 chunks for chrII).
     "compute": {"replicas": 2, "batch_size": 16, "cpus_per_replica": 0.75, "threads_per_replica": 1},
@@ -51,8 +58,11 @@ SCORE: dict[str, Any] = {
 # The language model: log P per base and bits saved over the best k-mer chain (counted on chrI).
 SCORE_LM = {"model": {"uri": f"models:/{MODEL_NAME}@{ALIAS}"}, "output": {"track": "log_prob"},
             "baseline": {"bits_saved": True}}
-# The gene head: class probabilities per base; the coding probability per strand as tracks.
-SCORE_GENES = {"model": {"uri": f"models:/{GENES_MODEL}@{ALIAS}"},
+# The gene head: class probabilities per base; the coding probability per strand as tracks. It
+# reads both strands (twice the work per window) and was trained with bf16 matrix products, so it
+# is scored with them too (1.7x less CPU, docs/performance.md); the language model's log P stays
+# float32 (its bits saved over the k-mer chain are a few thousandths of a bit per base).
+SCORE_GENES = {"model": {"uri": f"models:/{GENES_MODEL}@{ALIAS}"}, "compute": {"precision": "bf16"},
                "output": {"track": "p_CDS+", "extra_tracks": ["p_CDS-"]}}
 VEP: dict[str, Any] = {
     "model": {"uri": f"models:/{MODEL_NAME}@{ALIAS}"},
@@ -75,7 +85,7 @@ GENERATE = {"prompt": ("chrII", 300_000, 300_500), "new_bases": 200, "seed": 0, 
 QUICK_MODEL = {"variant": "tiny-1k", "overrides": {"d_model": 32, "d_inner": 64, "n_layer": 1}}
 QUICK_TRAIN = {"steps": 10, "warmup_stage_steps": 2, "log_every": 2, "val_windows": 4, "global_batch": 4,
                "micro_batch": 2, "start_length": 64, "target_length": 256, "baseline_orders": [1, 3]}
-# One training worker: a second one only adds its start-up and a torch.distributed rendezvous.
+# One training worker (pretraining and fine-tuning): a second one only adds its start-up and a torch.distributed rendezvous.
 QUICK_SCALING = {"num_workers": 1, "cpus_per_worker": 1, "threads_per_worker": 1}
 QUICK_FINETUNE = {"steps": 4, "batch_size": 4, "eval_every": 4, "eval_batch": 16}
 QUICK_FINETUNE_DATA = {"window": 256}
@@ -141,6 +151,7 @@ def _shrink(pre: dict, fine: dict, lm: dict, genes: dict, vep: dict) -> None:
     pre["checkpoint"]["every_steps"] = 5
     pre["scaling"] = dict(QUICK_SCALING)
     fine["train"].update(QUICK_FINETUNE)
+    fine["scaling"] = dict(QUICK_SCALING)
     fine["data"].update(QUICK_FINETUNE_DATA)
     fine["baseline"] = dict(QUICK_BASELINE)
     for job in (lm, genes):

@@ -57,10 +57,24 @@ class DemoResult:
                 "steps on chrI windows" + (" (reused)" if f.reused else ""),
                 "   from the pretrained model, tested on chrII. MCC (the selection metric, *) is 0 for a constant",
                 "   or random guess and 1 for perfect; macro-F1 averages the three classes; the k-mer columns are a",
-                "   logistic regression on k-mer counts of the bases ending at each base: the bar to beat.",
+                "   logistic regression on k-mer counts of the bases around each base, fitted on the same windows:",
+                "   the bar to beat.",
                 *("   " + row for row in f.table().splitlines()),
+                *self._finetuning_verdict(),
                 f"   Registered: {f.model_uri} = {f.version_uri}, lineage: fine-tuned from "
                 f"{self._base_of_finetune()} (version tags base_model_*)"]
+
+    def _finetuning_verdict(self) -> list[str]:
+        """The test metric of the head beside its baseline's, in words."""
+        f = self.finetune
+        model = (f.model_metrics.get("test") or {}).get(f.metric)
+        bar = (f.baseline_metrics.get("test") or {}).get(f.metric)
+        if model is None or bar is None:
+            return []
+        gap = model - bar
+        verdict = "beats" if gap > 0 else "does not beat"
+        return [f"   On chrII (never trained on) the head's {f.metric.upper()} is {model:.4f}, the k-mer baseline's "
+                f"{bar:.4f}: the head {verdict} its baseline ({gap:+.4f})."]
 
     def _base_of_finetune(self) -> str:
         return self.pretrain.version_uri
