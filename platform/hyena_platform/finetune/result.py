@@ -106,7 +106,7 @@ def finetune_card(*, title: str, task: str, model_config: dict, head_config: dic
         splits={k: f"{n:,} examples" for k, n in splits.items()}, metrics=rows, lineage=lineage,
         example_sequence=example_sequence,
         metrics_note=f"The model row is the checkpoint with the best validation {metric} (the one registered). "
-                     f"The k-mer baseline is k-mer frequencies ({baseline_features or 'k = 1..max_k'}) with "
-                     "logistic or ridge regression, fitted on the same train split; a model that does not beat it "
-                     "has learned nothing the counts did not know.",
+                     f"The k-mer baseline is logistic or ridge regression on {baseline_features or 'k-mer frequencies'}, "
+                     "fitted on the same train split; a model that does not beat it has learned nothing the counts "
+                     "did not know.",
     )
