@@ -84,3 +84,24 @@ def test_task_strands_is_typed_and_reaches_the_head_and_the_baseline_description
     token["task"]["strands"] = "reverse"
     with pytest.raises(ConfigError, match=r"job.yaml: task.strands must be one of 'forward', 'both', got 'reverse'"):
         from_mapping(FinetuneJob, token, source="job.yaml")
+
+
+def test_track_best_keeps_the_best_validations_metrics_and_weights():
+    """finish() reports the best weights' valid metrics from the validation that found them
+    (no second pass over valid), so they must be that validation's, not the latest one's."""
+    import torch
+
+    from hyena_platform.finetune.loop import Progress, track_best
+
+    model, progress = torch.nn.Linear(2, 1), Progress()
+    first = {"mcc": 0.5, "accuracy": 0.7}
+    best = track_best(model, first, "mcc", 10, progress, None, patience=2)
+    weights_at_10 = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    best = track_best(model, {"mcc": 0.4, "accuracy": 0.9}, "mcc", 20, progress, best, patience=2)
+    assert progress.best_metrics == first and progress.best_step == 10 and progress.evals_since_best == 1
+    assert all(torch.equal(best[k], weights_at_10[k]) for k in best)
+    track_best(model, {"mcc": 0.6, "accuracy": 0.8}, "mcc", 30, progress, best, patience=2)
+    assert progress.best_metrics == {"mcc": 0.6, "accuracy": 0.8} and progress.best_step == 30
+    assert Progress(**{k: v for k, v in vars(Progress()).items() if k != "best_metrics"}).best_metrics == {}

@@ -16,7 +16,7 @@ best/), early stopping, and the test split on the best model. The worker receive
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,7 @@ class Progress:
     best_step: int = 0
     evals_since_best: int = 0
     stopped_early: bool = False
+    best_metrics: dict[str, float] = field(default_factory=dict)  # the best validation's metrics
 
 
 def finetune_loop_per_worker(config: dict) -> dict:
@@ -93,7 +94,7 @@ def finetune_loop_per_worker(config: dict) -> dict:
         evaluated = step % cfg.eval_every == 0 or step == total
         if evaluated:
             metrics = evaluate(worker, splits["valid"], cfg)
-            best_state = track_best(worker.model, metrics[cfg.metric], step, progress, best_state, cfg.patience)
+            best_state = track_best(worker.model, metrics, cfg.metric, step, progress, best_state, cfg.patience)
             reporter.record_validation(metrics)
         if evaluated or step % cfg.worker.checkpoint_every == 0:
             reporter.report("eval" if evaluated else "progress", data=batches, extra=asdict(progress),
@@ -135,11 +136,14 @@ def evaluate(worker: Worker, split, cfg: FinetuneWorkerConfig) -> dict[str, floa
     return split_metrics(labels, scores, cfg.problem_type)
 
 
-def track_best(model, value: float, step: int, progress: Progress, best_state: dict | None,
-               patience: int | None) -> dict | None:
-    """Keep the best weights (CPU copy); count validations without improvement."""
+def track_best(model, metrics: dict[str, float], metric: str, step: int, progress: Progress,
+               best_state: dict | None, patience: int | None) -> dict | None:
+    """Keep the best weights (CPU copy) and their validation metrics; count validations without
+    improvement."""
+    value = metrics[metric]
     if better("", value, progress.best_value) or best_state is None:
         progress.best_value, progress.best_step, progress.evals_since_best = value, step, 0
+        progress.best_metrics = dict(metrics)
         return {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
     progress.evals_since_best += 1
     if patience is not None and progress.evals_since_best >= patience:
@@ -165,7 +169,10 @@ def finish(worker: Worker, reporter: Reporter, batches: ExampleBatches, best_sta
     """The best weights on valid and test, and a last checkpoint holding them (model/ and best/)."""
     if best_state is not None:
         worker.model.load_state_dict(best_state)
-    extra = {"test": evaluate(worker, splits["test"], cfg), "best_valid": evaluate(worker, splits["valid"], cfg)}
+    # The best weights were validated when they were found (a checkpoint from before best_metrics
+    # existed has none: validate them again).
+    best_valid = progress.best_metrics or evaluate(worker, splits["valid"], cfg)
+    extra = {"test": evaluate(worker, splits["test"], cfg), "best_valid": best_valid}
     reporter.report("done", data=batches, extra={**asdict(progress), **extra}, meta={"progress": asdict(progress)},
                     write=best_writer(worker.model, None), suffix="_final")
     flush_reports(worker.rank, worker.step)
