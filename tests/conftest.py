@@ -9,9 +9,22 @@ Ray workers cannot import test modules.
 from __future__ import annotations
 
 import logging
+import signal
 from pathlib import Path
 
 import pytest
+
+
+def pytest_configure(config):
+    """Run the suite as a terminal's foreground job runs, with SIGINT handled: a shell starts
+    background jobs (`./dev test &`, some CI runners) with SIGINT ignored, and every process the
+    tests start (the local Ray's raylet and workers, `hyena` subprocesses) would inherit that.
+    The Ctrl-C tests would then send a SIGINT nobody receives, and Ray's workers, cancelled with
+    SIGINT when a driver stops, fail inside Ray on the ignored handler. A handler does not survive
+    exec, so the children start with SIGINT at its default action. (tests/_signals.py does the
+    same for the children of the Ctrl-C tests, before their exec.)"""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
