@@ -47,7 +47,7 @@ from torch import nn
 from hyena.checkpoint import CheckpointError, Pretrained, read_pretrained, save_pretrained
 from hyena.config import ConfigValueError, HyenaConfig
 from hyena.model import HyenaDNAForCausalLM, HyenaDNAModel
-from hyena.tokenizer import A, C, G, PAD, T
+from hyena.tokenizer import COMPLEMENT, PAD
 
 ProblemType = Literal["single_label_classification", "multi_label_classification", "regression"]
 Pooling = Literal["last", "mean", "first"]
@@ -182,17 +182,18 @@ class _HeadModel(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def _reads(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> tuple[list[torch.Tensor], torch.Tensor]:
+    def _reads(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None):
         """The backbone's states (B, L, D) of each read, each in its own coordinates: [forward],
-        or [forward, reverse complement] for a both-strands head; and the real-token mask."""
+        or [forward, reverse complement] for a both-strands head; the real-token mask; and the
+        `reverse_index` between the two reads (None for a forward head)."""
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must have shape (batch, length), got {tuple(input_ids.shape)}")
         mask = input_ids.ne(PAD) if attention_mask is None else attention_mask.to(torch.bool)
         check_right_padding(mask)
         if self.head_config.strands == "forward":
-            return [self.backbone(input_ids)], mask
-        rc, _ = reverse_complement_batch(input_ids, mask)
-        return list(self.backbone(torch.cat([input_ids, rc])).chunk(2)), mask
+            return [self.backbone(input_ids)], mask, None
+        rc, index = reverse_complement_batch(input_ids, mask)
+        return list(self.backbone(torch.cat([input_ids, rc])).chunk(2)), mask, index
 
     def save_pretrained(self, directory: str | Path) -> Path:
         return save_pretrained(self, directory, extra_config={
@@ -251,7 +252,7 @@ class HyenaDNAForSequencePrediction(_HeadModel):
         """`attention_mask` (B, L) marks real tokens (default: input_ids != [PAD]); padding must
         be on the right. `labels`: (B,) class ids, (B, C) 0/1 for multi-label, (B,) or (B, C)
         targets for regression. `class_weights` (C,) weight the classification loss."""
-        reads, mask = self._reads(input_ids, attention_mask)
+        reads, mask, _ = self._reads(input_ids, attention_mask)
         pooled = torch.cat([pool(h, mask, self.head_config.pooling) for h in reads], dim=-1)  # (B, D or 2D)
         if self.pooler is not None:
             pooled = self.pooler(pooled)
@@ -295,11 +296,11 @@ class HyenaDNAForTokenPrediction(_HeadModel):
     def token_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None):
         """What the head reads at each base, (B, L, D) or (B, L, 2D) for a both-strands head (the
         reverse read's states put back at their bases); the real-token mask; the forward states."""
-        reads, mask = self._reads(input_ids, attention_mask)
-        if len(reads) == 1:
+        reads, mask, index = self._reads(input_ids, attention_mask)
+        if index is None:
             return reads[0], mask, reads[0]
-        index = reverse_index(mask).unsqueeze(-1).expand_as(reads[1])
-        return torch.cat([reads[0], reads[1].gather(1, index)], dim=-1), mask, reads[0]
+        back = reads[1].gather(1, index.unsqueeze(-1).expand_as(reads[1]))  # the index is its own inverse
+        return torch.cat([reads[0], back], dim=-1), mask, reads[0]
 
 
 TASK_MODELS: dict[str, type[_HeadModel]] = {
@@ -344,8 +345,7 @@ def check_right_padding(mask: torch.Tensor) -> None:
         raise ValueError("attention_mask: every sequence needs at least one real token")
 
 
-_COMPLEMENT = torch.arange(256)
-_COMPLEMENT[[A, C, G, T]] = torch.tensor([T, G, C, A])  # other tokens (N, specials) stay
+_COMPLEMENT = torch.from_numpy(COMPLEMENT.astype("int64"))  # the tokenizer's table, as an index tensor
 
 
 def reverse_index(mask: torch.Tensor) -> torch.Tensor:

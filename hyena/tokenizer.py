@@ -48,8 +48,8 @@ def _build_tables() -> tuple[np.ndarray, np.ndarray]:
 
 
 BYTE_TO_ID, BYTE_IS_SOFT_MASKED = _build_tables()
-_COMPLEMENT = np.arange(256, dtype=np.uint8)
-_COMPLEMENT[[A, C, G, T]] = [T, G, C, A]
+COMPLEMENT = np.arange(256, dtype=np.uint8)  # token id -> its complement's (others stay)
+COMPLEMENT[[A, C, G, T]] = [T, G, C, A]
 
 SequenceLike = Union[str, bytes, bytearray, memoryview, np.ndarray]
 
@@ -100,7 +100,7 @@ def soft_mask(codes: np.ndarray) -> np.ndarray:
 
 def reverse_complement_ids(ids: np.ndarray) -> np.ndarray:
     """Reverse complement of official token ids along the last axis (N and specials unchanged)."""
-    return _COMPLEMENT[ids][..., ::-1]
+    return COMPLEMENT[ids][..., ::-1]
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,7 @@ def pytest_configure(config):
     tests start (the local Ray's raylet and workers, `hyena` subprocesses) would inherit that.
     The Ctrl-C tests would then send a SIGINT nobody receives, and Ray's workers, cancelled with
     SIGINT when a driver stops, fail inside Ray on the ignored handler. A handler does not survive
-    exec, so the children start with SIGINT at its default action. (tests/_signals.py does the
-    same for the children of the Ctrl-C tests, before their exec.)"""
+    exec, so the children start with SIGINT at its default action."""
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from _signals import foreground_sigint
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[1]
@@ -35,7 +34,7 @@ def test_one_sigint_stops_pretraining_registers_nothing_and_leaves_checkpoints(r
     env = {**os.environ, "RAY_ADDRESS": ray_cluster.get_runtime_context().gcs_address, "PYTHONUNBUFFERED": "1",
            "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "platform")])}
     proc = subprocess.Popen([sys.executable, "-m", "hyena_platform.cli", "pretrain", str(job)], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=foreground_sigint)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
     reader.start()

@@ -18,7 +18,6 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from _score_job import write_score_job
-from _signals import foreground_sigint
 
 
 pytestmark = pytest.mark.integration
@@ -30,7 +29,7 @@ def interrupt_when(cmd: list[str], ready, *, cwd: Path, ray_cluster, timeout: fl
     env = {**os.environ, "RAY_ADDRESS": ray_cluster.get_runtime_context().gcs_address, "PYTHONUNBUFFERED": "1",
            "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "platform")])}
     proc = subprocess.Popen([sys.executable, "-m", "hyena_platform.cli", *cmd], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=foreground_sigint)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
     reader.start()
