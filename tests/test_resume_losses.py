@@ -1,10 +1,12 @@
-"""A pretraining run killed after a checkpoint and resumed ends with the same losses as an
-uninterrupted run of the same seed (issue 11), bit for bit on CPU: the resumed run restores the
-weights, the optimizer and scheduler, every RNG state and the data position (how many batches
-of the stage were consumed), and the data pipeline is deterministic (tests/test_reproducibility.py).
+"""A pretraining run whose driver is killed after a checkpoint, rerun with the same command,
+continues the same MLflow run and ends with the same losses as an uninterrupted run of the same
+seed (issue 11), bit for bit on CPU: the resumed run restores the weights, the optimizer and
+scheduler, every RNG state and the data position (how many batches of the stage were consumed),
+and the data pipeline is deterministic (tests/test_reproducibility.py).
 
-The kill is real: SIGKILL to a `hyena pretrain` process once its first checkpoint is on disk;
-the rerun of the same job (same checkpoint.name and storage_path) resumes from it."""
+The kill is real: SIGKILL to a `hyena pretrain` process once its first checkpoint is on disk; the
+same `hyena pretrain JOB` command again (same checkpoint.name and storage_path) resumes from it.
+The uninterrupted run is the session's `reference_pretrain` (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -14,60 +16,44 @@ from pathlib import Path
 import pytest
 import yaml
 
-import _driver_kill
+from _driver_kill import kill_after_first_checkpoint, run_cli
+from _pretrain_run import CHECKPOINT_EVERY, STEPS, client, history, job_mapping
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[1]
-STEPS = 8
 
 
-def job_mapping(tmp: Path, name: str) -> dict:
-    return {
-        "model": {"variant": "tiny-1k", "overrides": {"d_model": 32, "d_inner": 64}},
-        "data": {},
-        # Two stages (64 then 128 tokens): the resume lands inside the second one.
-        "train": {"global_batch": 8, "micro_batch": 2, "start_length": 64, "target_length": 128, "steps": STEPS,
-                  "warmup_stage_steps": 3, "log_every": 1, "val_windows": 4, "baseline_orders": [], "seed": 11},
-        "scaling": {"num_workers": 2, "cpus_per_worker": 0.5, "threads_per_worker": 1},
-        "checkpoint": {"every_steps": 4, "keep": 2, "storage_path": str(tmp / "runs"), "name": name},
-        "tracking": {"uri": f"sqlite:///{tmp}/mlflow.db", "register_as": f"resume-{name}", "alias": "candidate"},
-    }
-
-
-def history(tmp: Path, run_id: str) -> list[tuple[int, float]]:
-    from mlflow import MlflowClient
-
-    return [(m.step, m.value) for m in
-            MlflowClient(tracking_uri=f"sqlite:///{tmp}/mlflow.db").get_metric_history(run_id, "train/loss")]
-
-
-def run_in_process(tmp: Path, name: str):
-    from hyena_platform.train.config import job_from_mapping
-    from hyena_platform.train.launch import run_pretrain
-
-    job = job_from_mapping(job_mapping(tmp, name), source=f"{name}.yaml")
-    return run_pretrain(job, source=f"{name}.yaml", ray_logs=False)
-
-
-def kill_after_first_checkpoint(tmp: Path, name: str, ray_cluster) -> None:
-    job = tmp / f"{name}.yaml"
-    job.write_text(yaml.safe_dump(job_mapping(tmp, name)))
-    env = {**os.environ, "RAY_ADDRESS": ray_cluster.get_runtime_context().gcs_address, "PYTHONUNBUFFERED": "1",
-           "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "platform")])}
-    _driver_kill.kill_after_first_checkpoint("pretrain", tmp, job, env, tmp / "runs" / name, timeout_s=400)
-
-
-def test_a_killed_and_resumed_run_ends_with_the_uninterrupted_runs_losses(ray_cluster, tmp_path):
-    whole = run_in_process(tmp_path, "whole")
-    expected = dict(history(tmp_path, whole.run_id))
+def test_a_killed_driver_rerun_resumes_the_same_run_with_the_uninterrupted_runs_losses(
+        reference_pretrain, ray_cluster, tmp_path):
+    _, _, _, whole = reference_pretrain
+    expected = dict(whole)
     assert sorted(expected) == list(range(1, STEPS + 1))
 
-    kill_after_first_checkpoint(tmp_path, "killed", ray_cluster)
-    resumed = run_in_process(tmp_path, "killed")  # the same job again: resumes from the checkpoint
-    logged = history(tmp_path, resumed.run_id)
-    steps = [s for s, _ in logged]
-    assert sorted(set(steps)) == list(range(1, STEPS + 1)), logged
-    assert len(steps) < 2 * STEPS  # steps 1-4 were not trained again: it resumed, it did not restart
-    # Every logged loss (steps logged before the kill, steps redone after the checkpoint, and the
-    # rest) equals the uninterrupted run's at that step, bit for bit.
+    name = "killed"
+    (tmp_path / name).mkdir()
+    job_file = tmp_path / f"{name}.yaml"
+    job_file.write_text(yaml.safe_dump(job_mapping(tmp_path, name)))
+    env = {**os.environ, "RAY_ADDRESS": ray_cluster.get_runtime_context().gcs_address, "PYTHONUNBUFFERED": "1",
+           "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "platform")])}
+    lines, done = kill_after_first_checkpoint("pretrain", tmp_path, job_file, env, tmp_path / name / "runs" / name,
+                                              timeout_s=400)
+    assert done and max(done) < STEPS, "the driver was killed too late"
+
+    rerun = run_cli("pretrain", tmp_path, job_file, env)  # the same command again
+    out, _ = rerun.communicate(timeout=400)
+    assert rerun.returncode == 0, out
+    assert "resumed from the checkpoint at step" in out, out
+
+    c = client(tmp_path, name)
+    runs = c.search_runs([c.get_experiment_by_name("hyena-pretrain").experiment_id])
+    assert len(runs) == 1, "the rerun must continue the same MLflow run"
+    run = runs[0]
+    assert run.info.status == "FINISHED"
+    resumed = history(tmp_path, name, run.info.run_id, "train/resumed_from_step")
+    assert len(resumed) == 1 and resumed[0][1] >= CHECKPOINT_EVERY  # resumed, not restarted
+    logged = history(tmp_path, name, run.info.run_id)
+    # Each step logged once (the steps before the kill, then the rest), none missing ...
+    assert sorted(s for s, _ in logged) == list(range(1, STEPS + 1)), "".join(lines) + "\n--- rerun ---\n" + out
+    # ... and every logged loss equals the uninterrupted run's at that step, bit for bit.
     assert [(s, expected[s]) for s, _ in logged] == logged
+    assert c.get_model_version_by_alias("tiny-pretrain", "candidate").run_id == run.info.run_id

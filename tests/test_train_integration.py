@@ -1,7 +1,7 @@
 """Pretraining end to end: a real local Ray (2 CPU workers), a real SQLite MLflow store in
 tmp_path, the bundled real genome. A short warm-up of three stages (64 -> 128 -> 256), then the
-registered version, its tags and alias loading; a worker process killed mid-run; the driver
-process killed mid-run and the job rerun; a diverging run.
+registered version, its tags and alias loading; a worker process killed mid-run; a diverging run.
+The driver process killed mid-run and the job rerun: tests/test_resume_losses.py.
 
 Kept small for a 2-core machine: d_model 32, a dozen steps per run.
 """
@@ -16,8 +16,6 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
-from _driver_kill import kill_after_first_checkpoint, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -57,12 +55,6 @@ def history(tmp: Path, run_id: str, key: str) -> list[tuple[int, float]]:
 
 def expected_seq_len_by_step(job) -> dict[int, int]:
     return {step: s.length for s in job.stages(1026) for step in range(s.start_step + 1, s.end_step + 1)}
-
-
-@pytest.fixture(scope="module")
-def ray_address(ray_cluster) -> str:
-    """The GCS address of the session's local Ray (conftest.ray_cluster), for subprocess drivers."""
-    return ray_cluster.get_runtime_context().gcs_address
 
 
 @pytest.fixture(scope="module")
@@ -260,34 +252,6 @@ def test_killed_worker_resumes_from_checkpoint_in_the_right_stage(ray_cluster, t
     assert [s for s, _ in history(tmp_path, result.run_id, "val/loss")] == [3, 6, 16]
     mv = client(tmp_path).get_model_version_by_alias("hyena-test", "candidate")
     assert mv.run_id == result.run_id
-
-
-def test_killed_driver_rerun_resumes_the_same_run(ray_address, tmp_path):
-    """SIGKILL the `hyena pretrain` process after a checkpoint; the same command resumes it."""
-    data = job_mapping(tmp_path, "driver-kill", steps=24, log_every=1)
-    job_file = tmp_path / "driver-kill.yaml"
-    job_file.write_text(yaml.safe_dump(data))
-    env = {**os.environ, "RAY_ADDRESS": ray_address, "PYTHONUNBUFFERED": "1"}
-    storage = tmp_path / "runs" / "driver-kill"
-
-    lines, done = kill_after_first_checkpoint("pretrain", tmp_path, job_file, env, storage)
-    assert max(done) < 24, "the driver was killed too late"
-
-    second = run_cli("pretrain", tmp_path, job_file, env)
-    out, _ = second.communicate(timeout=300)
-    assert second.returncode == 0, out
-    assert "resumed from the checkpoint at step" in out
-
-    c = client(tmp_path)
-    runs = c.search_runs([c.get_experiment_by_name("hyena-pretrain").experiment_id])
-    assert len(runs) == 1, "the rerun must continue the same MLflow run"
-    run = runs[0]
-    assert run.info.status == "FINISHED"
-    resumed = history(tmp_path, run.info.run_id, "train/resumed_from_step")
-    assert len(resumed) == 1 and resumed[0][1] >= 4
-    loss = history(tmp_path, run.info.run_id, "train/loss")
-    assert [s for s, _ in loss] == list(range(1, 25)), "".join(lines) + "\n--- rerun ---\n" + out
-    assert client(tmp_path).get_model_version_by_alias("hyena-test", "candidate").run_id == run.info.run_id
 
 
 def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(ray_cluster, tmp_path):
