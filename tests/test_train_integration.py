@@ -1,21 +1,21 @@
 """Pretraining end to end: a real local Ray (2 CPU workers), a real SQLite MLflow store in
 tmp_path, the bundled real genome. A short warm-up of three stages (64 -> 128 -> 256), then the
-registered version, its tags and alias loading; a worker process killed mid-run; a diverging run.
-The driver process killed mid-run and the job rerun: tests/test_resume_losses.py.
+registered version, its tags and alias loading; a diverging run. A worker process killed mid-run,
+and the driver process killed mid-run and the job rerun: tests/test_resume_losses.py.
 
 Kept small for a 2-core machine: d_model 32, a dozen steps per run.
 """
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+
+from _pretrain_run import seq_len_by_step
 
 pytestmark = pytest.mark.integration
 
@@ -53,10 +53,6 @@ def history(tmp: Path, run_id: str, key: str) -> list[tuple[int, float]]:
     return sorted((m.step, m.value) for m in client(tmp).get_metric_history(run_id, key))
 
 
-def expected_seq_len_by_step(job) -> dict[int, int]:
-    return {step: s.length for s in job.stages(1026) for step in range(s.start_step + 1, s.end_step + 1)}
-
-
 @pytest.fixture(scope="module")
 def finished(ray_cluster, tmp_path_factory):
     from hyena_platform.train.launch import run_pretrain
@@ -76,7 +72,7 @@ def test_warmup_runs_three_stages_in_order(finished):
     assert [s.length for s in result.stages] == [64, 128, 256]
     seq_len = history(tmp, result.run_id, "train/seq_len")
     assert [step for step, _ in seq_len] == list(range(1, 13))  # every step logged once
-    assert {step: int(v) for step, v in seq_len} == expected_seq_len_by_step(job)
+    assert {step: int(v) for step, v in seq_len} == seq_len_by_step(job)
     # held-out validation at each stage's end, at that stage's length
     val_len = history(tmp, result.run_id, "val/seq_len")
     assert val_len == [(3, 64.0), (6, 128.0), (12, 256.0)]
@@ -223,35 +219,6 @@ def test_logged_data_hash_is_the_shard_manifest_hash_of_the_same_genome(finished
 
 
 # ---------------------------------------------------------------------------- faults
-
-
-def test_killed_worker_resumes_from_checkpoint_in_the_right_stage(ray_cluster, tmp_path):
-    """SIGKILL a training worker after the first checkpoint: the run restarts the worker group
-    from that checkpoint, lands in the right stage and logs every step exactly once."""
-    from hyena_platform.train.launch import run_pretrain
-
-    job = make_job(tmp_path, "worker-kill", steps=16, warmup_stage_steps=3, log_every=2)
-    killed: list[int] = []
-
-    def on_progress(event: dict) -> None:
-        if not killed and event.get("checkpoint") and event["step"] < 10:
-            pid = event["worker_pids"][1]
-            os.kill(pid, signal.SIGKILL)
-            killed.append(event["step"])
-
-    result = run_pretrain(job, source="worker-kill.yaml", progress=on_progress)
-    assert killed, "no checkpoint was reported early enough to kill a worker"
-    resumed = history(tmp_path, result.run_id, "train/resumed_from_step")
-    assert len(resumed) == 1
-    resumed_step = int(resumed[0][1])
-    assert resumed_step >= killed[0] and resumed_step % 4 == 0  # a checkpoint step, not 0
-    loss = history(tmp_path, result.run_id, "train/loss")
-    assert [s for s, _ in loss] == list(range(1, 17))  # no step repeated, none missing
-    seq_len = {s: int(v) for s, v in history(tmp_path, result.run_id, "train/seq_len")}
-    assert seq_len == expected_seq_len_by_step(job)
-    assert [s for s, _ in history(tmp_path, result.run_id, "val/loss")] == [3, 6, 16]
-    mv = client(tmp_path).get_model_version_by_alias("hyena-test", "candidate")
-    assert mv.run_id == result.run_id
 
 
 def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(ray_cluster, tmp_path):
