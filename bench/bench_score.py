@@ -46,6 +46,7 @@ in order), and the centred pipeline must agree with the in-process centred score
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -167,9 +168,22 @@ def compare(a, b) -> dict:
 # ------------------------------------------------------------------------------- throughput
 
 
-def throughput(bases: int) -> dict:
+@contextlib.contextmanager
+def local_ray():
+    """A 2-CPU local Ray for the pipeline runs. Ray runs its workers at nice 15 by default; on a
+    machine shared with other work that would handicap the replicas against the baseline (nice 0,
+    this process), so they get this process's priority."""
     import ray
 
+    os.environ.setdefault("RAY_worker_niceness", str(os.nice(0)))
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def throughput(bases: int) -> dict:
     from hyena_platform.score.pipeline import run_score
     from hyena_platform.score.plan import plan_job
     from hyena_platform.score.scorer import ChunkScorer
@@ -221,15 +235,10 @@ def throughput(bases: int) -> dict:
         print(f"batched (8), no Ray, 1 thread: {bases / result['batched_no_ray']['wall_s']:,.0f} bases/s", flush=True)
         torch.set_num_threads(default_threads)
 
-        # Ray runs its workers at nice 15 by default; on a machine shared with other work that
-        # would handicap the replicas against the baseline (nice 0, this process). Same priority:
-        os.environ.setdefault("RAY_worker_niceness", str(os.nice(0)))
-        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING",
-                 log_to_driver=False)
         marks = []
-        res = run_score(job(model_dir, tmp / "out", region), progress=lambda e: marks.append(
-            (time.perf_counter(), e.get("end", 0) - e.get("start", 0))) if e.get("event") == "chunk" else None)
-        ray.shutdown()
+        with local_ray():
+            res = run_score(job(model_dir, tmp / "out", region), progress=lambda e: marks.append(
+                (time.perf_counter(), e.get("end", 0) - e.get("start", 0))) if e.get("event") == "chunk" else None)
         steady = None
         if len(marks) > 1:
             steady = sum(n for _, n in marks[1:]) / (marks[-1][0] - marks[0][0])
@@ -327,15 +336,11 @@ def inprocess_layouts(models: dict, plan, rounds: int) -> dict:
 
 def pipeline_layouts(model_dirs: dict, tmp: Path, region: str, rounds: int) -> dict:
     """`run_score` of the forward head (causal) and the both-strands head (centred), alternated."""
-    import ray
-
     from hyena_platform.score.pipeline import run_score
 
-    os.environ.setdefault("RAY_worker_niceness", str(os.nice(0)))  # as in `throughput`
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
     runs: dict = {"causal": [], "centred": []}
     tables = {}
-    try:
+    with local_ray():
         for r in range(rounds):
             for layout in (("causal", "centred") if r % 2 == 0 else ("centred", "causal")):
                 strands = "both" if layout == "centred" else "forward"
@@ -346,8 +351,6 @@ def pipeline_layouts(model_dirs: dict, tmp: Path, region: str, rounds: int) -> d
                 tables[layout] = read_pipeline(out)
                 print(f"pipeline round {r + 1}, {layout} ({strands} head): {res.timings['score_wall_s']:.1f} s wall, "
                       f"{res.timings['model_cpu_s']:.1f} CPU-s in the replicas' model", flush=True)
-    finally:
-        ray.shutdown()
     best = {k: {m: min(x[m] for x in v) for m in ("score_wall_s", "model_cpu_s")} for k, v in runs.items()}
     return {"runs": runs, "best": best, "tables": tables,
             "centred_over_causal_wall": best["centred"]["score_wall_s"] / best["causal"]["score_wall_s"],

@@ -120,11 +120,10 @@ def bundled_chunks(ray_cluster):
 
 @pytest.fixture(scope="session")
 def reference_pretrain(ray_cluster, tmp_path_factory):
-    """The uninterrupted run of tests/_pretrain_run.py's job: (root, name, PretrainResult, its
-    train/loss history). Run once per session: the reproducibility test compares one more run of
-    the same seed with it, the resume test a killed and rerun one."""
+    """The train/loss history, (step, loss) in logging order, of one uninterrupted run of
+    tests/_pretrain_run.py's job. Run once per session: the reproducibility test compares one more
+    run of the same seed with it, the resume tests a killed and restarted one."""
     import _pretrain_run
 
     root = tmp_path_factory.mktemp("pretrain-ref")
-    result = _pretrain_run.run_in_process(root, "whole")
-    return root, "whole", result, _pretrain_run.history(root, "whole", result.run_id)
+    return _pretrain_run.history(root, "whole", _pretrain_run.run_in_process(root, "whole").run_id)

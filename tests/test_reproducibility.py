@@ -12,7 +12,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_two_runs_with_one_seed_have_identical_losses(reference_pretrain, tmp_path):
-    _, _, _, first = reference_pretrain  # the session's run of this job (tests/conftest.py)
+    first = reference_pretrain  # the session's run of this job (tests/conftest.py)
     again = run_in_process(tmp_path, "again")
     second = history(tmp_path, "again", again.run_id)
     assert sorted(s for s, _ in first) == list(range(1, STEPS + 1))

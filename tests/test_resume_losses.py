@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_a_killed_driver_rerun_resumes_the_same_run_with_the_uninterrupted_runs_losses(
         reference_pretrain, ray_cluster, tmp_path):
-    _, _, _, whole = reference_pretrain
+    whole = reference_pretrain
     expected = dict(whole)
     assert sorted(expected) == list(range(1, STEPS + 1))
 
@@ -72,7 +72,7 @@ def test_a_killed_driver_rerun_resumes_the_same_run_with_the_uninterrupted_runs_
 
 def test_a_killed_worker_restarts_from_the_checkpoint_in_the_right_stage_with_the_same_losses(
         reference_pretrain, tmp_path):
-    _, _, _, whole = reference_pretrain
+    whole = reference_pretrain
     name = "worker-kill"
     killed: list[int] = []
 
