@@ -75,6 +75,7 @@ class HeadConfig:
     transform_layer_norm_eps: float = 1e-12
     dropout: float = 0.0
     bias: bool = True
+    standardize: bool = False  # (x - mean) / scale on the head's input, both fixed buffers (set by a probe)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "label_names", tuple(str(n) for n in self.label_names))
@@ -127,17 +128,36 @@ class _HeadTransform(nn.Module):
         return self.layer_norm(self.activation(self.dense(x)))
 
 
+class FeatureScaler(nn.Module):
+    """(x - mean) / scale with fixed per-feature buffers (identity until set).
+
+    A linear head on raw pooled states learns slowly: the features are strongly correlated and
+    far from unit scale. Fitting the head on the frozen backbone's standardised features first
+    and fine-tuning from there (LP-FT: Kumar et al. 2022, "Fine-Tuning can Distort Pretrained
+    Features and Underperform Out-of-Distribution") needs the standardisation kept in the model:
+    the buffers hold the training set's feature statistics and are saved with the head."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(width))
+        self.register_buffer("scale", torch.ones(width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean.to(x.dtype)) / self.scale.to(x.dtype)
+
+
 class PredictionHead(nn.Module):
-    """dropout -> transform -> decoder (D -> num_labels)."""
+    """[scaler] -> dropout -> transform -> decoder (D -> num_labels)."""
 
     def __init__(self, d_model: int, head: HeadConfig):
         super().__init__()
+        self.scaler = FeatureScaler(d_model) if head.standardize else nn.Identity()
         self.dropout = nn.Dropout(head.dropout)
         self.transform = nn.Identity() if head.transform == "identity" else _HeadTransform(d_model, head)
         self.decoder = nn.Linear(d_model, head.num_labels, bias=head.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.transform(self.dropout(x)))
+        return self.decoder(self.transform(self.dropout(self.scaler(x))))
 
 
 class _Pooler(nn.Module):
@@ -224,6 +244,11 @@ class _HeadModel(nn.Module):
     def multimolecule_head(self) -> tuple[str, str, dict[str, Any]]:
         """(architecture, tensor prefix, config keys) for hyena.export_multimolecule."""
         h = self.head_config
+        if h.standardize:
+            raise CheckpointError(
+                "this head standardises its input (HeadConfig.standardize, set by a linear probe); MultiMolecule's "
+                "heads have no such step. Export the backbone with hyena.export_multimolecule(hyena.from_pretrained(DIR), "
+                "OUT) instead")
         if h.strands != "forward":
             raise CheckpointError(
                 "this head reads both strands (HeadConfig.strands='both'); MultiMolecule's heads read one. "
@@ -252,13 +277,19 @@ class HyenaDNAForSequencePrediction(_HeadModel):
         """`attention_mask` (B, L) marks real tokens (default: input_ids != [PAD]); padding must
         be on the right. `labels`: (B,) class ids, (B, C) 0/1 for multi-label, (B,) or (B, C)
         targets for regression. `class_weights` (C,) weight the classification loss."""
-        reads, mask, _ = self._reads(input_ids, attention_mask)
-        pooled = torch.cat([pool(h, mask, self.head_config.pooling) for h in reads], dim=-1)  # (B, D or 2D)
-        if self.pooler is not None:
-            pooled = self.pooler(pooled)
+        pooled, forward_states = self.pooled_features(input_ids, attention_mask)
         logits = self.head(pooled)
         loss = None if labels is None else prediction_loss(logits, labels, None, self.head_config, class_weights)
-        return PredictionOutput(logits, loss, reads[0] if return_hidden_states else None)
+        return PredictionOutput(logits, loss, forward_states if return_hidden_states else None)
+
+    def pooled_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None):
+        """What the head reads, (B, D) or (B, 2D) for a both-strands head (after the pooler, if
+        any), and the forward read's backbone states (B, L, D)."""
+        reads, mask, _ = self._reads(input_ids, attention_mask)
+        pooled = torch.cat([pool(h, mask, self.head_config.pooling) for h in reads], dim=-1)
+        if self.pooler is not None:
+            pooled = self.pooler(pooled)
+        return pooled, reads[0]
 
     def multimolecule_head(self) -> tuple[str, str, dict[str, Any]]:
         if self.head_config.pooling != "first" or self.pooler is None:

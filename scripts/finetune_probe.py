@@ -47,6 +47,21 @@ def load(args):
     return job, data, model, plan, weights
 
 
+def start_from_probe(model, data, job, weights) -> None:
+    """`train.head_init: probe` as the workers do it (finetune.loop.start_from_probe), one process."""
+    from hyena_platform.finetune.probe import fit_probe, install, split_features
+
+    kw = dict(task=job.task.type, problem_type=job.task.problem_type, batch_size=job.train.eval_batch,
+              seed=job.train.seed)
+    train, valid = data.splits["train"], data.splits["valid"]
+    probe = fit_probe(split_features(model, train, range(len(train)), both_strands=job.train.reverse_complement, **kw),
+                      split_features(model, valid, range(len(valid)), **kw), problem_type=job.task.problem_type,
+                      num_labels=model.head_config.num_labels, metric=job.metric, class_weights=weights)
+    install(model, probe)
+    print(json.dumps({"step": 0, "probe_C": probe.C, **{k: round(v, 4) for k, v in probe.valid_metrics.items()}}),
+          flush=True)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("job")
@@ -66,6 +81,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     job, data, model, plan, weights = load(args)
     total, per_epoch = plan["total_steps"], plan["steps_per_epoch"]
+    if job.train.head_init == "probe":
+        start_from_probe(model, data, job, weights)
     if job.train.freeze_backbone:
         model.freeze_backbone(True)
     optimizer, scheduler = build_optimizer(model, replace(job.train, steps=total))

@@ -51,12 +51,37 @@ def species_job(tmp_path, uri: str, **train) -> FinetuneJob:
     }, source="species.yaml")
 
 
+def check_probe_step(tmp_path, job, uri, metrics, step0_mcc) -> None:
+    """Step 0 of a `head_init: probe` run is the probe fitted here on the frozen base model's
+    features, rows in the two workers' gathered order (worker r scores examples r, r + 2, ...)."""
+    import numpy as np
+
+    from hyena_platform.finetune.data import load_task_data
+    from hyena_platform.finetune.launch import build_start_model, resolve_base
+    from hyena_platform.finetune.probe import C_GRID, fit_probe, split_features
+
+    data = load_task_data(job.data, task="sequence", problem_type="single_label_classification")
+    model = build_start_model(job, resolve_base(job, uri, tmp_path / "probe", source="x"), data, source="x")
+    assert model.head_config.standardize
+
+    def gathered(split):
+        parts = [split_features(model, split, range(r, len(split), 2), task="sequence",
+                                problem_type="single_label_classification", batch_size=16) for r in (0, 1)]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    probe = fit_probe(gathered(data.splits["train"]), gathered(data.splits["valid"]),
+                      problem_type="single_label_classification", num_labels=4, metric="mcc")
+    assert metrics["probe/C"] == probe.C and probe.C in C_GRID
+    assert metrics["probe/rows"] == len(data.splits["train"])
+    assert step0_mcc == pytest.approx(probe.valid_metrics["mcc"], abs=0.02)
+
+
 @pytest.mark.integration
 def test_finetune_registers_the_best_checkpoint_with_lineage_and_resumes_as_reused(ray_cluster, tmp_path):
     from hyena_platform.finetune.launch import run_finetune
 
     uri = register_base(tmp_path)
-    job = species_job(tmp_path, uri)
+    job = species_job(tmp_path, uri, head_init="probe")  # LP-FT: the head fitted on the frozen backbone first
     events = []
     result = run_finetune(job, source="species.yaml", progress=events.append, ray_logs=False)
     assert result.model_version == 1 and not result.reused
@@ -74,9 +99,11 @@ def test_finetune_registers_the_best_checkpoint_with_lineage_and_resumes_as_reus
     run = client.get_run(result.run_id)
     val = tracking.metric_history(job.tracking.resolved(), result.run_id, "val/mcc")
     steps_per_epoch = int(run.data.params["resolved.steps_per_epoch"])
-    assert [s for s, _ in val] == [steps_per_epoch, 2 * steps_per_epoch]  # one validation per epoch
+    assert [s for s, _ in val] == [0, steps_per_epoch, 2 * steps_per_epoch]  # the probe, then once per epoch
     assert "baseline/test/mcc" in run.data.metrics and "train/loss" in run.data.metrics
-    assert any(e.get("val") for e in events)
+    assert any(e.get("val") for e in events) and any(e.get("probe") for e in events)
+    assert result.model_metrics["valid"]["mcc"] == pytest.approx(max(v for _, v in val), abs=1e-9)
+    check_probe_step(tmp_path, job, uri, run.data.metrics, val[0][1])
 
     # The registered version is the best checkpoint: reloaded, it reproduces the logged test accuracy.
     model_dir = tracking.download_model("models:/species@candidate", tmp_path / "dl", tracking_uri=uri)

@@ -55,6 +55,9 @@ def test_training_and_finetuning_reports():
                      "fitting the k-mer baseline (k-mers of the 96 bases on each side of each base (two blocks), "
                      "k = 1..6, linear model) ...",
                      "  k-mer baseline: valid mcc 0.5000, test mcc 0.2500 (20,000 train examples, fitted in 0:00:09)"]
+    probe = collect(FinetuneProgress, [{"step": 0, "val": [{"step": 0, "mcc": 0.9}], "metric": "mcc", "best_value": 0.9,
+                                        "probe": {"type": "probe", "C": 0.3, "rows": 8640}}])
+    assert probe == ["  linear probe (frozen backbone, 8,640 train rows, C=0.3), valid: mcc 0.9000  (best mcc 0.9000)"]
     lines = collect(TrainingProgress, [{"stage": 0, "n_stages": 2, "seq_len": 64, "step": 1, "total_steps": 4,
                                         "loss": 1.38, "tokens_per_s": 1000.0, "eta_s": 10}])
     assert lines == ["[stage 1/2 L=64] step 1/4  loss 1.3800  1,000 tok/s  ETA 0:00:10"]

@@ -247,8 +247,9 @@ def metric_history(cfg: TrackingConfig, run_id: str, key: str) -> list[tuple[int
 
 
 def last_logged_step(cfg: TrackingConfig, run_id: str, key: str) -> int:
+    """The highest step `key` was logged at; -1 when never (a fine-tuning probe logs at step 0)."""
     history = client(cfg.uri).get_metric_history(run_id, key)
-    return max((m.step for m in history), default=0)
+    return max((m.step for m in history), default=-1)
 
 
 def log_text(cfg: TrackingConfig, run_id: str, text: str, artifact_file: str) -> None:

@@ -50,8 +50,9 @@ class FinetuneCallback(UserCallback):
         if self._marks is None:  # what a previous attempt already logged
             self._marks = {k: tracking.last_logged_step(self.cfg, self.run_id, k)
                            for k in ("train/loss", f"val/{self.metric}")}
-        rows = [("train/resumed_from_step", e["step"], e["step"]) for e in head.get("events", [])
-                if e.get("type") == "resumed"]
+        events = head.get("events", [])
+        rows = [("train/resumed_from_step", e["step"], e["step"]) for e in events if e.get("type") == "resumed"]
+        rows += [(f"probe/{k}", e[k], 0) for e in events if e.get("type") == "probe" for k in ("C", "rows")]
         for h in head.get("history", []):
             if h["step"] > self._marks["train/loss"]:
                 rows += [(f"train/{k}", h[k], h["step"]) for k in TRAIN_KEYS if k in h]
@@ -76,6 +77,7 @@ class FinetuneCallback(UserCallback):
                  "best_value": head.get("best_value"), "stopped_early": head.get("stopped_early"),
                  "message": head.get("message"), "elapsed_s": time.time() - self._started,
                  "resumed_from": [e["step"] for e in head.get("events", []) if e.get("type") == "resumed"],
+                 "probe": next((e for e in head.get("events", []) if e.get("type") == "probe"), None),
                  "checkpoint": checkpoint.path if checkpoint is not None else None}
         with open(self.progress_path, "a") as f:
             f.write(json.dumps(event) + "\n")

@@ -79,6 +79,9 @@ class FinetuneTrainSection(OptimizerSection):
     steps: int | None = Field(None, description="optimizer steps in total instead of epochs")
     batch_size: int = Field(16, description="sequences per optimizer step, all workers together")
     freeze_backbone: bool = Field(False, description="true: train the head only (linear probe)")
+    head_init: Literal["random", "probe"] = Field("random", description=(
+        "probe: before the first step, fit the head on the frozen backbone's standardised features "
+        "(scikit-learn's logistic/ridge regression, C picked on valid), then fine-tune from it (LP-FT)"))
     reverse_complement: bool = Field(False, description=(
         "sequence tasks: read each training example on either strand (coin per example and step)"))
     class_weights: Literal["none", "balanced"] | tuple[float, ...] = Field("none", description=(

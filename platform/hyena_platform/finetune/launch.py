@@ -154,7 +154,8 @@ def build_start_model(job: FinetuneJob, base: BaseModel, data: TaskData, *, sour
     from hyena.heads import TASK_MODELS, HeadConfig
 
     head = HeadConfig(num_labels=data.num_labels, problem_type=job.task.problem_type, label_names=data.label_names,
-                      pooling=job.task.pooling, strands=job.task.strands, dropout=job.task.head_dropout)
+                      pooling=job.task.pooling, strands=job.task.strands, dropout=job.task.head_dropout,
+                      standardize=job.train.head_init == "probe")
     torch.manual_seed(job.train.seed)
     try:
         return TASK_MODELS[job.task.type].from_pretrained(base.directory, head=head, **job.model.overrides)
@@ -248,7 +249,8 @@ def worker_config(plan: FinetunePlan):
         worker=shared, splits=ray.put(plan.data.splits), problem_type=job.task.problem_type,
         steps_per_epoch=plan.steps_per_epoch, global_batch=job.train.batch_size, eval_every=plan.eval_every,
         eval_batch=job.train.eval_batch, metric=job.metric, patience=job.train.patience,
-        class_weights=plan.class_weights, reverse_complement=job.train.reverse_complement)
+        class_weights=plan.class_weights, reverse_complement=job.train.reverse_complement,
+        probe=job.train.head_init == "probe")
 
 
 def run_finetune(job: FinetuneJob, *, source: str = "<job>", fresh: bool = False,

@@ -55,6 +55,7 @@ class FinetuneWorkerConfig:
     patience: int | None  # validations without improvement before stopping early
     class_weights: tuple[float, ...] | None = None
     reverse_complement: bool = False  # training examples on either strand (sequence tasks)
+    probe: bool = False  # fit the head on the frozen backbone before the first step (finetune.probe)
 
 
 @dataclass
@@ -85,6 +86,8 @@ def finetune_loop_per_worker(config: dict) -> dict:
                              world=worker.world, seed=cfg.worker.train.seed,
                              reverse_complement=cfg.reverse_complement)
     reporter = Reporter(worker)
+    if cfg.probe and worker.resumed_from is None:
+        best_state = start_from_probe(worker, reporter, splits, cfg, progress)
     while worker.step < total and not progress.stopped_early:
         stats = train_step(worker, stage, batches.batches_for(stage, worker.step), batches)
         if not stats.finite:
@@ -102,6 +105,44 @@ def finetune_loop_per_worker(config: dict) -> dict:
         elif step % cfg.worker.train.log_every == 0:
             reporter.report("progress", extra=asdict(progress))
     return finish(worker, reporter, batches, best_state, splits, cfg, progress)
+
+
+def start_from_probe(worker: Worker, reporter: Reporter, splits: dict, cfg: FinetuneWorkerConfig,
+                     progress: Progress) -> dict | None:
+    """LP-FT's first half: fit the head on the frozen backbone's features of train (C picked on
+    valid), then validate it as step 0, so the best checkpoint is never worse than the probe."""
+    from hyena_platform.finetune.probe import fit_probe, install
+
+    rows = {"train": gathered_features(worker, splits["train"], cfg, both_strands=cfg.reverse_complement),
+            "valid": gathered_features(worker, splits["valid"], cfg)}
+    probe = fit_probe(rows["train"], rows["valid"], problem_type=cfg.problem_type,
+                      num_labels=worker.model.head_config.num_labels, metric=cfg.metric,
+                      class_weights=cfg.class_weights)
+    install(worker.model, probe)
+    metrics = evaluate(worker, splits["valid"], cfg)
+    best_state = track_best(worker.model, metrics, cfg.metric, 0, progress, None, cfg.patience)
+    reporter.record_validation(metrics)
+    reporter.events.append({"type": "probe", "C": probe.C, "rows": len(rows["train"][0])})
+    reporter.report("eval", extra=asdict(progress))
+    return best_state
+
+
+def gathered_features(worker: Worker, split, cfg: FinetuneWorkerConfig, both_strands: bool = False):
+    """The frozen model's (features, labels) of a whole split: worker r scores examples r, r +
+    world, ...; every worker gets all rows in the same order."""
+    import numpy as np
+
+    from hyena_platform.finetune.probe import split_features
+
+    rank, world = worker.rank, worker.world
+    rows = split_features(worker.model, split, range(rank, len(split), world), task=cfg.worker.task,
+                          problem_type=cfg.problem_type, batch_size=cfg.eval_batch, device=worker.device,
+                          autocast=worker.autocast, seed=cfg.worker.train.seed, both_strands=both_strands)
+    if world == 1:
+        return rows
+    gathered: list[Any] = [None] * world
+    torch.distributed.all_gather_object(gathered, rows)
+    return np.concatenate([g[0] for g in gathered]), np.concatenate([g[1] for g in gathered])
 
 
 def restore_progress(worker: Worker) -> tuple[Progress, dict | None]:
