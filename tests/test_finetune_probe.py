@@ -122,6 +122,9 @@ def test_binary_multi_label_and_regression_probes_on_real_base_composition(gc_wi
     logits = z[va] @ probe.coef.T + probe.intercept  # two logits: softmax = sklearn's one-logit sigmoid
     softmax = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     assert np.allclose(softmax, reference, atol=1e-6) and probe.valid_metrics["mcc"] > 0.8
+    three = fit_probe((x[tr], binary[tr] * 2), (x[va], binary[va] * 2), problem_type=SLC, num_labels=3,
+                      metric="mcc", grid=[probe.C])  # classes 0 and 2 only: class 1 is never predicted
+    assert np.allclose(three.coef[[0, 2]], probe.coef) and (three.intercept[1] < -20) and not three.coef[1].any()
 
     target = np.stack([gc, comp[:, 0]], axis=1)  # two regression targets: GC and A content
     reg = fit_probe((x[tr], target[tr]), (x[va], target[va]), problem_type="regression", num_labels=2,

@@ -54,7 +54,7 @@ def split_features(model, split: Split, indices: Sequence[int], *, task: str, pr
                    device: torch.device | str = "cpu", autocast: Callable = contextlib.nullcontext,
                    max_rows: int = MAX_ROWS, seed: int = 0, both_strands: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(features, labels) of the frozen model: one row per example (sequence tasks, the pooled
-    state the head reads) or per labelled base (token tasks, at most `max_rows`, seeded).
+    state the head reads) or per labelled base (token tasks); at most `max_rows` (seeded sample).
     `both_strands` (sequence tasks trained with `train.reverse_complement`) adds a row for each
     example's reverse complement: the head must fit what training shows it, and a both-strands
     head sees a flipped example's two halves swapped."""
@@ -120,14 +120,12 @@ def _fit(z: np.ndarray, y: np.ndarray, C: float, problem_type: str, num_labels: 
         weights = None if class_weights is None else dict(enumerate(class_weights))
         clf = LogisticRegression(C=C, max_iter=2000, class_weight=weights).fit(z, y.astype(np.int64))
         coef, intercept = np.zeros((num_labels, z.shape[1])), np.zeros(num_labels)
-        if len(clf.classes_) == 2 and clf.coef_.shape[0] == 1:  # sklearn's binary form: one logit
-            rows = clf.classes_
-            coef[rows], intercept[rows] = np.stack([-clf.coef_[0], clf.coef_[0]]) / 2, np.array(
-                [-clf.intercept_[0], clf.intercept_[0]]) / 2
+        if clf.coef_.shape[0] == 1:  # sklearn's binary form, one logit w.x + b: logits -/+ (w.x + b) / 2
+            coef[clf.classes_] = np.stack([-clf.coef_[0], clf.coef_[0]]) / 2
+            intercept[clf.classes_] = np.array([-clf.intercept_[0], clf.intercept_[0]]) / 2
         else:
             coef[clf.classes_], intercept[clf.classes_] = clf.coef_, clf.intercept_
-            absent = np.setdiff1d(np.arange(num_labels), clf.classes_)
-            intercept[absent] = -30.0  # a class the train split lacks: never predicted
+        intercept[np.setdiff1d(np.arange(num_labels), clf.classes_)] = -30.0  # absent from train: never predicted
         return coef, intercept
     y = y.reshape(len(y), -1).astype(np.float64)
     coef, intercept = np.zeros((y.shape[1], z.shape[1])), np.zeros(y.shape[1])
