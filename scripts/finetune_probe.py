@@ -49,15 +49,15 @@ def load(args):
 
 def start_from_probe(model, data, job, weights) -> None:
     """`train.head_init: probe` as the workers do it (finetune.loop.start_from_probe), one process."""
-    from hyena_platform.finetune.probe import fit_probe, install, split_features
+    from hyena_platform.finetune.probe import fit_into_head, split_features
 
     kw = dict(task=job.task.type, problem_type=job.task.problem_type, batch_size=job.train.eval_batch,
               seed=job.train.seed)
     train, valid = data.splits["train"], data.splits["valid"]
-    probe = fit_probe(split_features(model, train, range(len(train)), both_strands=job.train.reverse_complement, **kw),
-                      split_features(model, valid, range(len(valid)), **kw), problem_type=job.task.problem_type,
-                      num_labels=model.head_config.num_labels, metric=job.metric, class_weights=weights)
-    install(model, probe)
+    probe = fit_into_head(model, split_features(model, train, range(len(train)),
+                                                both_strands=job.train.reverse_complement, **kw),
+                          split_features(model, valid, range(len(valid)), **kw), problem_type=job.task.problem_type,
+                          metric=job.metric, class_weights=weights)
     print(json.dumps({"step": 0, "probe_C": probe.C, **{k: round(v, 4) for k, v in probe.valid_metrics.items()}}),
           flush=True)
 

@@ -6,8 +6,9 @@ labels, before any fine-tuning.
 Every sequence of the table (columns `sequence`, `label`, `split` = train/test) and its reverse
 complement go through the frozen backbone once (bf16 autocast); each layer's states are
 mean-pooled over the sequence per strand (HeadConfig(pooling="mean", strands="both")'s features,
-per layer). A standardised multinomial logistic regression (scikit-learn) is fitted on train, its
-C chosen on a seeded 10% of train, and scored on test (MCC), per set of layers. It is the
+per layer). The fine-tuning job's probe (`train.head_init: probe`, finetune.probe.fit_probe: a
+standardised multinomial logistic regression) is fitted on train, its C chosen on a seeded 10% of
+train, and scored on test (MCC), per set of layers. It is the
 "linear probing" half of Kumar et al. 2022 (LP-FT): a cheap reading of how much a pretraining
 run taught the backbone about a task, comparable across base models on the same table.
 """
@@ -20,15 +21,14 @@ import time
 import numpy as np
 import pyarrow.parquet as pq
 import torch
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import matthews_corrcoef
 from sklearn.model_selection import train_test_split
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.utils.class_weight import compute_class_weight
 
 import hyena
 from hyena.heads import pool, reverse_complement_batch
 from hyena.tokenizer import Tokenizer
+from hyena_platform.finetune.probe import C_GRID, fit_probe
 
 
 def pooled_states(model_dir: str, sequences: list[str], batch: int = 64) -> np.ndarray:
@@ -49,19 +49,21 @@ def pooled_states(model_dir: str, sequences: list[str], batch: int = 64) -> np.n
 
 
 def probe(features: np.ndarray, labels: np.ndarray, train: np.ndarray, test: np.ndarray) -> tuple[float, float]:
-    """(chosen C, test MCC) of a standardised logistic regression, C chosen on 10% of train.
-    Not the k-mer baseline's fit (finetune.kmer.choose_model): its scaling keeps the mean, for
-    sparse counts, and on these dense pooled states, which share a large offset, it stops at its
-    iteration limit (the 600-step species model: test MCC 0.924 instead of 0.944, with
-    ConvergenceWarnings); centred features converge."""
-    fit_idx, val_idx = train_test_split(np.flatnonzero(train), test_size=0.1, random_state=0,
-                                        stratify=labels[train])
-    def fitted(c, idx):
-        clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000, class_weight="balanced"))
-        return clf.fit(features[idx], labels[idx])
-    best = max((0.1, 1.0, 10.0), key=lambda c: matthews_corrcoef(labels[val_idx], fitted(c, fit_idx).predict(features[val_idx])))
-    clf = fitted(best, np.flatnonzero(train))
-    return best, matthews_corrcoef(labels[test], clf.predict(features[test]))
+    """(chosen C, test MCC): the fine-tuning job's probe (finetune.probe.fit_probe: standardised
+    logistic regression, balanced class weights) with C chosen on a seeded 10% of train, then
+    refitted on all of train at that C."""
+    classes, y = np.unique(labels, return_inverse=True)
+    weights = compute_class_weight("balanced", classes=np.arange(len(classes)), y=y[train])
+    fit_idx, val_idx = train_test_split(np.flatnonzero(train), test_size=0.1, random_state=0, stratify=y[train])
+
+    def fitted(rows, grid=C_GRID):
+        return fit_probe((features[rows], y[rows]), (features[val_idx], y[val_idx]), grid=grid, metric="mcc",
+                         problem_type="single_label_classification", num_labels=len(classes), class_weights=weights)
+
+    best = fitted(fit_idx).C
+    final = fitted(np.flatnonzero(train), grid=[best])
+    logits = (features[test] - final.mean) / final.scale @ final.coef.T + final.intercept
+    return best, matthews_corrcoef(y[test], logits.argmax(axis=1))
 
 
 LAYER_SETS = {"final": [-1], "l1+final": [1, -1], "all": None}

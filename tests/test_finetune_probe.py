@@ -17,7 +17,7 @@ from hyena_platform.finetune.data import load_task_data
 from hyena_platform.finetune.data_config import FinetuneDataConfig
 from hyena_platform.finetune.evaluate import split_metrics, split_scores
 from hyena_platform.finetune.examples import Split
-from hyena_platform.finetune.probe import C_GRID, fit_probe, install, split_features
+from hyena_platform.finetune.probe import C_GRID, fit_into_head, fit_probe, install, split_features
 
 SPECIES = Path(__file__).resolve().parent / "assets" / "finetune" / "species_small.parquet"
 SLC = "single_label_classification"
@@ -83,7 +83,8 @@ def test_a_standardising_head_saves_reloads_and_is_not_exported_to_multimolecule
     model = tiny(HyenaDNAForSequencePrediction, head)
     train = species.splits["train"]
     rows = split_features(model, train, range(len(train)), task="sequence", problem_type=SLC, batch_size=16)
-    install(model, fit_probe(rows, rows, problem_type=SLC, num_labels=4, metric="mcc", grid=[0.1]))
+    probe = fit_into_head(model, rows, rows, problem_type=SLC, metric="mcc")
+    assert torch.equal(model.head.decoder.weight, torch.as_tensor(probe.coef, dtype=torch.float32))
     model.save_pretrained(tmp_path / "clf")
     again = hyena.heads.from_pretrained(tmp_path / "clf")
     assert again.head_config.standardize

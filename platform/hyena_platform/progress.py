@@ -109,10 +109,10 @@ class FinetuneProgress(_RunProgress):
         """The metrics a validation has (they depend on the task), then the best so far."""
         shown = "  ".join(f"{k} {x:.4f}" for k, x in val.items() if k != "step")
         probe = event.get("probe")
+        where = f"valid at step {val['step']}"
         if val["step"] == 0 and probe:  # the head fitted on the frozen backbone (train.head_init: probe)
-            return (f"  linear probe (frozen backbone, {probe['rows']:,} train rows, C={probe['C']:g}), valid: "
-                    f"{shown}  (best {event['metric']} {event.get('best_value') or 0:.4f})")
-        return f"  valid at step {val['step']}: {shown}  (best {event['metric']} {event.get('best_value') or 0:.4f})"
+            where = f"linear probe (frozen backbone, {probe['rows']:,} train rows, C={probe['C']:g}), valid"
+        return f"  {where}: {shown}  (best {event['metric']} {event.get('best_value') or 0:.4f})"
 
     def after(self, event: dict[str, Any]) -> None:
         if event.get("event") == "baseline":

@@ -111,18 +111,17 @@ def start_from_probe(worker: Worker, reporter: Reporter, splits: dict, cfg: Fine
                      progress: Progress) -> dict | None:
     """LP-FT's first half: fit the head on the frozen backbone's features of train (C picked on
     valid), then validate it as step 0, so the best checkpoint is never worse than the probe."""
-    from hyena_platform.finetune.probe import fit_probe, install
+    from hyena_platform.finetune.probe import fit_into_head
 
-    rows = {"train": gathered_features(worker, splits["train"], cfg, both_strands=cfg.reverse_complement),
-            "valid": gathered_features(worker, splits["valid"], cfg)}
-    probe = fit_probe(rows["train"], rows["valid"], problem_type=cfg.problem_type,
-                      num_labels=worker.model.head_config.num_labels, metric=cfg.metric,
-                      class_weights=cfg.class_weights)
-    install(worker.model, probe)
+    train = gathered_features(worker, splits["train"], cfg, both_strands=cfg.reverse_complement)
+    probe = fit_into_head(worker.model, train, gathered_features(worker, splits["valid"], cfg),
+                          problem_type=cfg.problem_type, metric=cfg.metric, class_weights=cfg.class_weights)
+    # Validated again through the model, as every later validation is: the whole split (a token
+    # task's probe rows are a sample) in the run's precision, so step 0 competes on equal terms.
     metrics = evaluate(worker, splits["valid"], cfg)
     best_state = track_best(worker.model, metrics, cfg.metric, 0, progress, None, cfg.patience)
     reporter.record_validation(metrics)
-    reporter.events.append({"type": "probe", "C": probe.C, "rows": len(rows["train"][0])})
+    reporter.events.append({"type": "probe", "C": probe.C, "rows": len(train[0])})
     reporter.report("eval", extra=asdict(progress))
     return best_state
 

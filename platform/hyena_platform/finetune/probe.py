@@ -11,8 +11,8 @@ fit the head first on the frozen features (linear probing), then fine-tune every
 
     features = frozen pooled (or per-base) features of the train and valid splits, each worker
                scoring its share, gathered on all workers
-    probe = fit_probe(...)        # standardise; scikit-learn's logistic / ridge regression, C on valid
-    install(model, probe)         # the head's FeatureScaler buffers and decoder
+    fit_into_head(model, ...)     # fit_probe: standardise; scikit-learn's logistic / ridge regression,
+                                  # C on valid; install: the head's FeatureScaler buffers and decoder
 
 Every worker fits the same probe on the same gathered rows, so the weights agree without a
 broadcast. The head keeps the standardisation (hyena.heads.FeatureScaler), so the fine-tuned
@@ -152,6 +152,15 @@ def _scores(logits: np.ndarray, problem_type: str) -> np.ndarray:
     if problem_type == "multi_label_classification":
         return 1.0 / (1.0 + np.exp(-logits))
     return logits
+
+
+def fit_into_head(model, train: tuple[np.ndarray, np.ndarray], valid: tuple[np.ndarray, np.ndarray], *,
+                  problem_type: str, metric: str, class_weights: Sequence[float] | None = None) -> Probe:
+    """`fit_probe` for the model's head, then `install` it there."""
+    probe = fit_probe(train, valid, problem_type=problem_type, num_labels=model.head_config.num_labels,
+                      metric=metric, class_weights=class_weights)
+    install(model, probe)
+    return probe
 
 
 @torch.no_grad()
