@@ -35,7 +35,7 @@ WEIGHTS_FILE = "model.safetensors"
 MM_TO_OFFICIAL = [4, 0, 1, 6, 3, 5, 7, 8, 9, 10, 11, 2, 12, 13, 14, 15]
 OFFICIAL_TO_MM = [MM_TO_OFFICIAL.index(i) for i in range(16)]
 # State-dict prefixes of a task head (hyena.heads); the language-model loader sets them aside.
-HEAD_PREFIXES = ("head.", "pooler.")
+HEAD_PREFIXES = ("head.", "pooler.", "token_mlp.")
 
 
 class CheckpointError(ValueError):
@@ -99,7 +99,7 @@ class Pretrained:
     """A checkpoint as read: the language model, the tensors of a task head and the raw config."""
 
     model: Any  # the model_cls instance (HyenaDNAForCausalLM)
-    head_state: dict[str, torch.Tensor]  # keys under `head.` and `pooler.` (task-head models)
+    head_state: dict[str, torch.Tensor]  # keys under HEAD_PREFIXES (task-head models)
     raw_config: dict
     layout: str  # ours, lightning, hf or multimolecule
     source: str  # the weights file, for error messages

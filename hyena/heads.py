@@ -15,6 +15,16 @@ alone (up to FFT rounding). Pooling keeps that property:
 - `mean`: the average over real tokens;
 - `first`: position 0, only for MultiMolecule checkpoints, whose pooler reads the first token.
 
+Token features before pooling (`HeadConfig.token_mlp`, sequence heads): a linear head on the
+mean of the states is a linear function of the mean state, d_model numbers per read. A k-mer
+profile, the classic composition feature (4^k counts), is the mean over positions of a sparse,
+nonlinear function of the last k bases. With `token_mlp: W`, every position's state first goes
+through dense (d_model -> W) + ReLU and the pooling averages those W features: a learned, soft
+k-mer profile of width W read from the backbone's context (DeepSets' phi-then-pool, Zaheer et
+al. 2017). The layer starts as random features (weights N(0, 1/d_model), biases N(0, 1): Rahimi
+& Recht 2007), so a linear probe fitted on the frozen model already reads them; fine-tuning
+then trains it with everything else.
+
 Strands (`HeadConfig.strands`): a causal model's state at base t has read the bases before t
 only, which is all a next-base predictor needs and half of what a per-base label needs (a gene's
 start codon lies downstream of the bases before it). `both` reads every sequence twice, as given
@@ -44,7 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hyena.checkpoint import CheckpointError, Pretrained, read_pretrained, save_pretrained
+from hyena.checkpoint import HEAD_PREFIXES, CheckpointError, Pretrained, read_pretrained, save_pretrained
 from hyena.config import ConfigValueError, HyenaConfig
 from hyena.model import HyenaDNAForCausalLM, HyenaDNAModel
 from hyena.tokenizer import COMPLEMENT, PAD
@@ -76,6 +86,7 @@ class HeadConfig:
     dropout: float = 0.0
     bias: bool = True
     standardize: bool = False  # (x - mean) / scale on the head's input, both fixed buffers (set by a probe)
+    token_mlp: int = 0  # sequence heads: width of a dense + ReLU layer on every state before pooling (0: none)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "label_names", tuple(str(n) for n in self.label_names))
@@ -93,6 +104,8 @@ class HeadConfig:
             raise ConfigValueError(f"HeadConfig: {len(self.label_names)} label_names for num_labels={self.num_labels}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigValueError(f"HeadConfig.dropout must be in [0, 1), got {self.dropout}")
+        if isinstance(self.token_mlp, bool) or not isinstance(self.token_mlp, int) or self.token_mlp < 0:
+            raise ConfigValueError(f"HeadConfig.token_mlp must be a width >= 0 (0: none), got {self.token_mlp!r}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "HeadConfig":
@@ -160,6 +173,24 @@ class PredictionHead(nn.Module):
         return self.decoder(self.transform(self.dropout(self.scaler(x))))
 
 
+class TokenMLP(nn.Module):
+    """dense (d_model -> width) + ReLU on every position's state, before pooling (see the module
+    docstring). Initialised as random features, not HyenaDNA's N(0, 0.02) with zero biases: with
+    zero biases every unit would split the states through the origin, and a random spread of
+    thresholds is what makes the pooled units read like counts of distinct contexts."""
+
+    def __init__(self, d_model: int, width: int):
+        super().__init__()
+        self.dense = nn.Linear(d_model, width)
+
+    def reset_parameters(self) -> None:
+        nn.init.normal_(self.dense.weight, std=self.dense.in_features ** -0.5)
+        nn.init.normal_(self.dense.bias, std=1.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.dense(x))
+
+
 class _Pooler(nn.Module):
     def __init__(self, d_model: int):
         super().__init__()
@@ -181,13 +212,19 @@ class _HeadModel(nn.Module):
         self.config = cfg
         self.head_config = head
         self.backbone = HyenaDNAModel(cfg)
-        width = cfg.d_model * (2 if head.strands == "both" else 1)  # the two reads side by side
+        self.token_mlp = TokenMLP(cfg.d_model, head.token_mlp) if head.token_mlp else None
+        per_read = head.token_mlp or cfg.d_model
+        width = per_read * (2 if head.strands == "both" else 1)  # the two reads side by side
         self.pooler = _Pooler(width) if head.pooler else None
         self.head = PredictionHead(width, head)
         self.reset_parameters()
 
-    # HyenaDNA's initialisation (N(0, 0.02), zero biases, scaled residual projections) for all.
-    reset_parameters = HyenaDNAForCausalLM.reset_parameters
+    def reset_parameters(self) -> None:
+        """HyenaDNA's initialisation (N(0, 0.02), zero biases, scaled residual projections) for
+        all, then the token MLP's random features."""
+        HyenaDNAForCausalLM.reset_parameters(self)
+        if self.token_mlp is not None:
+            self.token_mlp.reset_parameters()
 
     def freeze_backbone(self, frozen: bool = True) -> "_HeadModel":
         """Train the head only (linear probing) or, with frozen=False, everything again."""
@@ -283,15 +320,21 @@ class HyenaDNAForSequencePrediction(_HeadModel):
         return PredictionOutput(logits, loss, forward_states if return_hidden_states else None)
 
     def pooled_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None):
-        """What the head reads, (B, D) or (B, 2D) for a both-strands head (after the pooler, if
-        any), and the forward read's backbone states (B, L, D)."""
+        """What the head reads, (B, D) or (B, 2D) for a both-strands head (D: token_mlp's width
+        when set; after the pooler, if any), and the forward read's backbone states (B, L, D)."""
         reads, mask, _ = self._reads(input_ids, attention_mask)
-        pooled = torch.cat([pool(h, mask, self.head_config.pooling) for h in reads], dim=-1)
+        per_read = reads if self.token_mlp is None else [self.token_mlp(h) for h in reads]
+        pooled = torch.cat([pool(h, mask, self.head_config.pooling) for h in per_read], dim=-1)
         if self.pooler is not None:
             pooled = self.pooler(pooled)
         return pooled, reads[0]
 
     def multimolecule_head(self) -> tuple[str, str, dict[str, Any]]:
+        if self.token_mlp is not None:
+            raise CheckpointError(
+                "MultiMolecule's HyenaDnaForSequencePrediction has no layer before its pooling; this model "
+                f"has a token MLP (width {self.head_config.token_mlp}). Export the backbone with "
+                "hyena.export_multimolecule(hyena.from_pretrained(DIR), OUT) instead")
         if self.head_config.pooling != "first" or self.pooler is None:
             raise CheckpointError(
                 "MultiMolecule's HyenaDnaForSequencePrediction pools the FIRST token through a dense+tanh "
@@ -309,8 +352,8 @@ class HyenaDNAForTokenPrediction(_HeadModel):
     _mm_prefix = "token_head."
 
     def __init__(self, cfg: HyenaConfig, head: HeadConfig):
-        if head.pooler:
-            raise ConfigValueError("HeadConfig.pooler applies to sequence heads only")
+        if head.pooler or head.token_mlp:
+            raise ConfigValueError("HeadConfig.pooler and token_mlp apply to sequence heads only")
         super().__init__(cfg, head)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
@@ -501,7 +544,7 @@ def _multimolecule_head_config(pre: Pretrained, task: str) -> HeadConfig:
 
 
 def _load_head_state(model: _HeadModel, pre: Pretrained) -> None:
-    expected = {k for k in model.state_dict() if k.startswith(("head.", "pooler."))}
+    expected = {k for k in model.state_dict() if k.startswith(HEAD_PREFIXES)}
     state = pre.head_state
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
     if missing or unexpected:

@@ -14,7 +14,7 @@ import yaml
 from hyena_platform.config import apply_overrides, from_mapping, load_config
 from hyena_platform.data.config import DataConfig, GenomeSection
 from hyena_platform.errors import ConfigError
-from hyena_platform.finetune.config import FinetuneTrainSection
+from hyena_platform.finetune.config import FinetuneTrainSection, TaskSection
 from hyena_platform.jobs import KINDS, load_job
 from hyena_platform.train.config import PretrainJob, TrainSection
 
@@ -78,6 +78,9 @@ def test_sections_unions_and_cross_field_checks():
     # validate() checks run after loading, innermost first.
     assert error(TrainSection, {"global_batch": 0}, prefix="train.") == (
         "job.yaml: train: train.global_batch must be >= 1, got 0")
+    assert error(TaskSection, {"type": "token", "token_mlp": 64}, prefix="task.").startswith(
+        "job.yaml: task: task.token_mlp applies to sequence tasks only")
+    assert from_mapping(TaskSection, {"token_mlp": 64}, source="j").token_mlp == 64
 
 
 def test_set_overrides_use_yaml_scalars_and_name_bad_paths(tmp_path):

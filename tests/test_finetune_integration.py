@@ -38,10 +38,10 @@ def register_base(tmp_path) -> str:
     return cfg.uri
 
 
-def species_job(tmp_path, uri: str, **train) -> FinetuneJob:
+def species_job(tmp_path, uri: str, task: dict | None = None, **train) -> FinetuneJob:
     return from_mapping(FinetuneJob, {
         "model": {"init_from": "models:/tiny-base@candidate"},
-        "task": {"type": "sequence", "problem_type": "single_label_classification", "pooling": "mean"},
+        "task": {"type": "sequence", "problem_type": "single_label_classification", "pooling": "mean", **(task or {})},
         "data": {"path": str(SPECIES), "valid_fraction": 0.2},
         "train": {"epochs": 2, "batch_size": 8, "lr": 3e-3, "eval_batch": 16, "log_every": 2, **train},
         "baseline": {"max_k": 3},
@@ -81,7 +81,8 @@ def test_finetune_registers_the_best_checkpoint_with_lineage_and_resumes_as_reus
     from hyena_platform.finetune.launch import run_finetune
 
     uri = register_base(tmp_path)
-    job = species_job(tmp_path, uri, head_init="probe")  # LP-FT: the head fitted on the frozen backbone first
+    # LP-FT (the head fitted on the frozen backbone first) on a token MLP's pooled features
+    job = species_job(tmp_path, uri, task={"token_mlp": 32}, head_init="probe")
     events = []
     result = run_finetune(job, source="species.yaml", progress=events.append, ray_logs=False)
     assert result.model_version == 1 and not result.reused
@@ -108,7 +109,7 @@ def test_finetune_registers_the_best_checkpoint_with_lineage_and_resumes_as_reus
     # The registered version is the best checkpoint: reloaded, it reproduces the logged test accuracy.
     model_dir = tracking.download_model("models:/species@candidate", tmp_path / "dl", tracking_uri=uri)
     model = hyena.heads.from_pretrained(model_dir)
-    assert model.head_config.label_names == tuple(LABELS)
+    assert model.head_config.label_names == tuple(LABELS) and model.head_config.token_mlp == 32
     from hyena_platform.finetune.data import load_task_data
     from hyena_platform.finetune.evaluate import split_metrics, split_scores
 
@@ -123,7 +124,7 @@ def test_finetune_registers_the_best_checkpoint_with_lineage_and_resumes_as_reus
     readme = (tracking.download_version("models:/species@candidate", tmp_path / "card", tracking_uri=uri)
               / "README.md").read_text()
     test_mcc, baseline_mcc = result.model_metrics["test"]["mcc"], result.baseline_metrics["test"]["mcc"]
-    for fact in ("sequence single label classification", ", ".join(LABELS), "model, test", "k-mer baseline, test",
+    for fact in ("sequence single label classification", "mean pooling of a 32-wide token MLP", ", ".join(LABELS), "model, test", "k-mer baseline, test",
                  f"{test_mcc:.4g}", f"{baseline_mcc:.4g}", "base model: models:/tiny-base/1",
                  f"MLflow run: {result.run_id}", result.data_hash, "head.num_labels",
                  "k-mer frequencies of the whole sequence, k = 1..3"):

@@ -155,3 +155,23 @@ def test_token_features_keep_only_labelled_bases_and_cap_the_rows(gc_windows):
     probe = fit_probe((x[:1200], y[:1200]), (x[1200:], y[1200:]), problem_type=SLC, num_labels=2, metric="mcc")
     install(model, probe)  # a per-base head reads its own base: G/C is linear in the state at that base
     assert probe.valid_metrics["mcc"] > 0.9
+
+
+def test_probe_reads_the_token_mlp_features_and_the_installed_head_computes_it(species):
+    """With `token_mlp`, the probe is fitted on the pooled random features (width 2 x 64 here), the
+    reverse-complement rows are those features with the strands swapped, and the installed head
+    reproduces the fitted probe."""
+    model = tiny(HyenaDNAForSequencePrediction, HeadConfig(num_labels=4, pooling="mean", strands="both",
+                                                           standardize=True, token_mlp=64))
+    train, valid = species.splits["train"], species.splits["valid"]
+    x2, y2 = split_features(model, train, range(len(train)), task="sequence", problem_type=SLC, batch_size=16,
+                            both_strands=True)
+    n = len(train)
+    assert x2.shape == (2 * n, 128) and (x2 >= 0).all()  # pooled ReLU outputs
+    assert np.allclose(x2[n:], np.concatenate([x2[:n, 64:], x2[:n, :64]], axis=1), atol=1e-5)
+    rows_valid = split_features(model, valid, range(len(valid)), task="sequence", problem_type=SLC, batch_size=16)
+    probe = fit_into_head(model, (x2, y2), rows_valid, problem_type=SLC, metric="mcc")
+    after = split_metrics(*split_scores(model, valid, range(len(valid)), task="sequence", problem_type=SLC,
+                                        batch_size=16), SLC)
+    for key, value in probe.valid_metrics.items():
+        assert after[key] == pytest.approx(value, abs=1e-6), key

@@ -307,3 +307,54 @@ def test_both_strands_round_trip_and_multimolecule_refusal(tmp_path):
     assert not (tmp_path / "mm").exists()
     with pytest.raises(ValueError, match="strands"):
         HeadConfig(num_labels=2, strands="reverse")
+
+
+# --- token MLP: dense + ReLU on every state before pooling (a learned k-mer profile) ----------
+
+MLP = dict(num_labels=3, token_mlp=24)
+
+
+def test_token_mlp_starts_as_random_features_not_hyenadna_init():
+    torch.manual_seed(0)
+    model = HyenaDNAForSequencePrediction(HyenaConfig(**{**CFG, "d_model": 64}), HeadConfig(num_labels=2, token_mlp=4096))
+    dense = model.token_mlp.dense
+    # N(0, 1/d_model) weights and N(0, 1) biases; HyenaDNA's init (0.02, zero biases) would fail both.
+    assert abs(dense.weight.std().item() - 64 ** -0.5) < 0.005
+    assert abs(dense.bias.std().item() - 1.0) < 0.05
+    assert model.head.decoder.weight.std().item() < 0.03  # the rest keeps HyenaDNA's init
+
+
+@pytest.mark.parametrize("strands", ["forward", "both"])
+def test_token_mlp_pools_relu_features_of_real_tokens_only(strands):
+    model = make(HyenaDNAForSequencePrediction, HeadConfig(pooling="mean", strands=strands, **MLP))
+    ids, mask = right_padded(SEQS)
+    with torch.no_grad():
+        pooled, states = model.pooled_features(ids, mask)
+        assert pooled.shape == (len(SEQS), 24 * (2 if strands == "both" else 1))
+        dense = model.token_mlp.dense
+        for i, s in enumerate(SEQS):  # the forward read's features: mean of relu(W h + b) over real bases
+            expected = torch.relu(states[i, : len(s)] @ dense.weight.T + dense.bias).mean(0)
+            assert torch.allclose(pooled[i, :24], expected, atol=1e-5, rtol=0), s
+            alone_ids, _ = right_padded([s])
+            assert torch.allclose(model(ids, mask).logits[i], model(alone_ids).logits[0], atol=1e-5, rtol=0), s
+
+
+def test_token_mlp_trains_round_trips_and_refuses_what_cannot_hold_it(tmp_path):
+    model = make(HyenaDNAForSequencePrediction, HeadConfig(pooling="mean", strands="both", **MLP)).train()
+    ids, mask = right_padded(SEQS)
+    model(ids, mask, torch.tensor([0, 1, 2, 0])).loss.backward()
+    assert model.token_mlp.dense.weight.grad.abs().sum() > 0
+    model.eval().save_pretrained(tmp_path / "clf")
+    again = hyena.heads.from_pretrained(tmp_path / "clf")
+    assert again.head_config.token_mlp == 24
+    with torch.no_grad():
+        assert torch.equal(model(ids, mask).logits, again(ids, mask).logits)
+    # The language-model loader sets the token MLP aside with the rest of the head.
+    assert isinstance(hyena.from_pretrained(tmp_path / "clf"), HyenaDNAForCausalLM)
+    with pytest.raises(CheckpointError, match="token MLP"):
+        hyena.export_multimolecule(model, tmp_path / "mm")
+    assert not (tmp_path / "mm").exists()
+    with pytest.raises(ValueError, match="sequence heads only"):
+        HyenaDNAForTokenPrediction(HyenaConfig(**CFG), HeadConfig(**MLP))
+    with pytest.raises(ValueError, match="token_mlp"):
+        HeadConfig(num_labels=2, token_mlp=-1)

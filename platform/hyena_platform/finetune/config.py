@@ -60,11 +60,19 @@ class TaskSection:
     strands: Literal["forward", "both"] = Field("forward", description=(
         "both: the head reads the sequence and its reverse complement (per base: the bases on both sides; "
         "2x compute); forward: the causal read only"))
+    token_mlp: int = Field(0, description=(
+        "sequence tasks: width of a dense + ReLU layer on every base's state before pooling (a learned "
+        "k-mer profile, hyena.heads); 0: pool the states themselves"))
     head_dropout: float = Field(0.0, description="dropout on the pooled / per-token state before the head")
 
     def validate(self) -> None:
         if not 0 <= self.head_dropout < 1:
             raise ValueError(f"task.head_dropout must be in [0, 1), got {self.head_dropout}")
+        if self.token_mlp < 0:
+            raise ValueError(f"task.token_mlp must be a width >= 0 (0: none), got {self.token_mlp}")
+        if self.token_mlp and self.type != "sequence":
+            raise ValueError("task.token_mlp applies to sequence tasks only (a token task's head already reads "
+                             "every base); remove it or set task.type: sequence")
 
 
 @section

@@ -155,7 +155,7 @@ def build_start_model(job: FinetuneJob, base: BaseModel, data: TaskData, *, sour
 
     head = HeadConfig(num_labels=data.num_labels, problem_type=job.task.problem_type, label_names=data.label_names,
                       pooling=job.task.pooling, strands=job.task.strands, dropout=job.task.head_dropout,
-                      standardize=job.train.head_init == "probe")
+                      token_mlp=job.task.token_mlp, standardize=job.train.head_init == "probe")
     torch.manual_seed(job.train.seed)
     try:
         return TASK_MODELS[job.task.type].from_pretrained(base.directory, head=head, **job.model.overrides)
@@ -323,12 +323,16 @@ def register(plan: FinetunePlan, run_id: str, result, baseline: dict, clock: Sto
                           data_hash=data.content_hash, timings=clock.timings)
 
 
+def _token_mlp(width: int) -> str:
+    return f" of a {width}-wide token MLP" if width else ""
+
+
 def card(plan: FinetunePlan, run_id: str, model_metrics: dict, baseline: dict):
     """The registered version's model card: task, labels, metrics vs the k-mer baseline, lineage."""
     job, data = plan.job, plan.data
     task = (f"{'per-base' if job.task.type == 'token' else 'sequence'} "
             f"{job.task.problem_type.replace('_', ' ')}, fine-tuned"
-            + (f" ({job.task.pooling} pooling)" if job.task.type == "sequence" else "")
+            + (f" ({job.task.pooling} pooling{_token_mlp(job.task.token_mlp)})" if job.task.type == "sequence" else "")
             + (", both strands (the sequence and its reverse complement)" if job.task.strands == "both" else ""))
     sources = {"source": ", ".join(data.sources) or "-", "format": job.data.format}
     train_split = data.splits["train"]
