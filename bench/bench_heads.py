@@ -49,15 +49,19 @@ def probe_seconds(model, data) -> dict:
     return {"features_s": t1 - t0, "fit_s": time.perf_counter() - t1, "rows": len(rows[1])}
 
 
-def measure(tmp: Path, base: Path, width: int, args) -> dict:
+def head_job(tmp: Path, base: Path, width: int, args):
+    """bench_finetune's job, its head reading both strands through a token MLP of `width`."""
     from hyena_platform.config import from_mapping
     from hyena_platform.finetune.config import FinetuneJob
-    from hyena_platform.finetune.launch import build_start_model, load_data, plan_steps, resolve_base
 
     mapping = job_mapping(tmp, base, steps=args.steps, batch=args.batch, log_every=10)
     mapping["task"].update(strands="both", token_mlp=width)
-    job = from_mapping(FinetuneJob, mapping, source="bench")
-    data = load_data(job)
+    return from_mapping(FinetuneJob, mapping, source="bench")
+
+
+def measure(job, data, tmp: Path, args) -> dict:
+    from hyena_platform.finetune.launch import build_start_model, plan_steps, resolve_base
+
     plan = plan_steps(job, len(data.splits["train"]), source="bench")
     start = resolve_base(job, "", tmp, source="bench")
     steps = [plain_loop(job, build_start_model(job, start, data, source="bench"), data, plan, skip=args.skip)
@@ -87,9 +91,12 @@ def main(argv=None) -> int:
             tmp / "base")
         print(f"HyenaDNA tiny-1k (d_model 128) + sequence head, both strands, mean pooling; {args.batch} x 1,024-base "
               f"windows per step, {args.steps} steps (first {args.skip} skipped) x {args.rounds}; 1 torch thread")
+        from hyena_platform.finetune.launch import load_data
+
+        data = load_data(head_job(tmp, tmp / "base", 0, args))  # the heads differ, the data does not
         rows = {}
         for width in [0, *args.widths]:
-            rows[width] = r = measure(tmp, tmp / "base", width, args)
+            rows[width] = r = measure(head_job(tmp, tmp / "base", width, args), data, tmp, args)
             base = rows[0]
             name = "mean states (baseline)" if width == 0 else f"token MLP {width}"
             print(f"{name + ':':24s}{args.batch / r['step_s']:6.2f} seq/s  step {r['step_s'] / base['step_s']:.2f}x "

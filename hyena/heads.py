@@ -213,8 +213,8 @@ class _HeadModel(nn.Module):
         self.head_config = head
         self.backbone = HyenaDNAModel(cfg)
         self.token_mlp = TokenMLP(cfg.d_model, head.token_mlp) if head.token_mlp else None
-        per_read = head.token_mlp or cfg.d_model
-        width = per_read * (2 if head.strands == "both" else 1)  # the two reads side by side
+        read_width = head.token_mlp or cfg.d_model
+        width = read_width * (2 if head.strands == "both" else 1)  # the two reads side by side
         self.pooler = _Pooler(width) if head.pooler else None
         self.head = PredictionHead(width, head)
         self.reset_parameters()

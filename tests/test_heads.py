@@ -330,13 +330,14 @@ def test_token_mlp_pools_relu_features_of_real_tokens_only(strands):
     ids, mask = right_padded(SEQS)
     with torch.no_grad():
         pooled, states = model.pooled_features(ids, mask)
+        logits = model(ids, mask).logits
         assert pooled.shape == (len(SEQS), 24 * (2 if strands == "both" else 1))
         dense = model.token_mlp.dense
         for i, s in enumerate(SEQS):  # the forward read's features: mean of relu(W h + b) over real bases
             expected = torch.relu(states[i, : len(s)] @ dense.weight.T + dense.bias).mean(0)
             assert torch.allclose(pooled[i, :24], expected, atol=1e-5, rtol=0), s
             alone_ids, _ = right_padded([s])
-            assert torch.allclose(model(ids, mask).logits[i], model(alone_ids).logits[0], atol=1e-5, rtol=0), s
+            assert torch.allclose(logits[i], model(alone_ids).logits[0], atol=1e-5, rtol=0), s
 
 
 def test_token_mlp_trains_round_trips_and_refuses_what_cannot_hold_it(tmp_path):
