@@ -13,6 +13,7 @@ import hyena
 from hyena import HeadConfig, HyenaConfig, HyenaDNAForSequencePrediction, HyenaDNAForTokenPrediction
 from hyena.checkpoint import CheckpointError
 from hyena.tokenizer import Tokenizer
+from hyena_platform.finetune.batches import collate
 from hyena_platform.finetune.data import load_task_data
 from hyena_platform.finetune.data_config import FinetuneDataConfig
 from hyena_platform.finetune.evaluate import split_metrics, split_scores
@@ -46,6 +47,13 @@ def gc_windows(bundled_genome):
     return seqs, comp
 
 
+@torch.no_grad()
+def flipped_features(model, split: Split, n: int) -> np.ndarray:
+    """The pooled features of the reverse complements of the first `n` examples, read by the model."""
+    batch = collate(split, range(n), task="sequence", problem_type=SLC, flip=np.full(n, True))
+    return model.eval().pooled_features(batch["input_ids"], batch["attention_mask"])[0].numpy()
+
+
 def test_installed_probe_is_the_fitted_model_and_reads_the_species(species):
     head = HeadConfig(num_labels=4, pooling="mean", strands="both", standardize=True)
     model = tiny(HyenaDNAForSequencePrediction, head)
@@ -60,7 +68,14 @@ def test_installed_probe_is_the_fitted_model_and_reads_the_species(species):
     n = len(train)
     assert np.array_equal(y2, np.concatenate([rows["train"][1]] * 2))
     assert np.allclose(x2[n:], np.concatenate([x2[:n, 16:], x2[:n, :16]], axis=1), atol=1e-5)
+    assert np.allclose(x2[n:n + 16], flipped_features(model, train, 16), atol=1e-5)  # the swap is what a read gives
     assert np.array_equal(x2[:n], rows["train"][0])
+    # A forward head reads one strand: its flipped rows are read, not derived.
+    forward = tiny(HyenaDNAForSequencePrediction, HeadConfig(num_labels=4, pooling="mean"))
+    xf, _ = split_features(forward, train, range(16), task="sequence", problem_type=SLC, batch_size=16,
+                           both_strands=True)
+    assert np.allclose(xf[16:], flipped_features(forward, train, 16), atol=1e-5)
+    assert not np.allclose(xf[16:], xf[:16], atol=1e-3)
 
     before = split_metrics(*split_scores(model, valid, range(len(valid)), task="sequence", problem_type=SLC,
                                          batch_size=16), SLC)
@@ -169,6 +184,7 @@ def test_probe_reads_the_token_mlp_features_and_the_installed_head_computes_it(s
     n = len(train)
     assert x2.shape == (2 * n, 128) and (x2 >= 0).all()  # pooled ReLU outputs
     assert np.allclose(x2[n:], np.concatenate([x2[:n, 64:], x2[:n, :64]], axis=1), atol=1e-5)
+    assert np.allclose(x2[n:n + 16], flipped_features(model, train, 16), atol=1e-5)
     rows_valid = split_features(model, valid, range(len(valid)), task="sequence", problem_type=SLC, batch_size=16)
     probe = fit_into_head(model, (x2, y2), rows_valid, problem_type=SLC, metric="mcc")
     after = split_metrics(*split_scores(model, valid, range(len(valid)), task="sequence", problem_type=SLC,

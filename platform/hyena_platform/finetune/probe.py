@@ -61,8 +61,9 @@ def split_features(model, split: Split, indices: Sequence[int], *, task: str, pr
     assert task == "sequence" or not both_strands, "per-base labels are stranded (FinetuneJob.validate)"
     was_training = model.training
     model.eval()
+    swap = both_strands and _flip_swaps_halves(model)
     feats, labels = [], []
-    for flip in (False, True) if both_strands else (False,):
+    for flip in (False, True) if both_strands and not swap else (False,):
         for i in range(0, len(indices), batch_size):
             chunk = indices[i:i + batch_size]
             batch = collate(split, chunk, task=task, problem_type=problem_type,
@@ -72,10 +73,21 @@ def split_features(model, split: Split, indices: Sequence[int], *, task: str, pr
             labels.append(y)
     model.train(was_training)
     x, y = np.concatenate(feats), np.concatenate(labels)
+    if swap:
+        half = x.shape[1] // 2
+        x, y = np.concatenate([x, np.concatenate([x[:, half:], x[:, :half]], axis=1)]), np.concatenate([y, y])
     if len(x) > max_rows:
         keep = np.sort(np.random.default_rng(seed).choice(len(x), max_rows, replace=False))
         x, y = x[keep], y[keep]
     return x, y
+
+
+def _flip_swaps_halves(model) -> bool:
+    """Whether a reverse-complemented example's features are its own with the halves swapped: a
+    both-strands sequence head reads x and rc(x) and pools each read alike, so rc(x) gives the
+    same two reads in the other order. Reading them again would double the probe's cost (half
+    of the species job's probe time) for the same numbers. A pooler mixes the halves: no swap."""
+    return model.task == "sequence" and model.head_config.strands == "both" and model.pooler is None
 
 
 def _batch_features(model, batch: dict, task: str, device, autocast) -> tuple[np.ndarray, np.ndarray]:
