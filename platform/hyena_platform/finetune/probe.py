@@ -85,8 +85,8 @@ def split_features(model, split: Split, indices: Sequence[int], *, task: str, pr
 def _flip_swaps_halves(model) -> bool:
     """Whether a reverse-complemented example's features are its own with the halves swapped: a
     both-strands sequence head reads x and rc(x) and pools each read alike, so rc(x) gives the
-    same two reads in the other order. Reading them again would double the probe's cost (half
-    of the species job's probe time) for the same numbers. A pooler mixes the halves: no swap."""
+    same two reads in the other order. Reading them again would double the probe's train-split
+    feature pass for the same numbers. A pooler mixes the halves: no swap."""
     return model.task == "sequence" and model.head_config.strands == "both" and model.pooler is None
 
 
