@@ -49,6 +49,12 @@ def test_both_models_registered_with_lineage(demo):
     assert json.loads(genes.tags["label_names"]) == list(result.labels) == ["noncoding", "CDS+", "CDS-"]
     assert fine.baseline_metrics["test"]["mcc"] is not None and "mcc" in fine.model_metrics["test"]
     assert genes.tags["strands"] == "both"  # the demo's head reads both strands (and so does its baseline)
+    # Row by row on the bases the baseline scored: counts, no p-value (bases of a window are not
+    # independent), the interval; the rerun reads it back.
+    paired = fine.paired
+    assert paired is not None and paired.metric == "mcc" and np.isnan(paired.mcnemar_p)
+    assert 0 < paired.model_only + paired.baseline_only + paired.both_wrong <= paired.rows
+    assert paired.low <= paired.high and abs(paired.difference) < 2
 
 
 def test_tracks_are_bigwigs_over_chrII(demo):
@@ -126,7 +132,7 @@ def test_summary_names_each_number(demo):
                    f"{chrom['mean_bits_saved']:+.4f} bits per base", f"{chrom['perplexity']:.4f}",
                    f"{result.vep.scored} scored", f"mean cosine similarity between them {result.embedding_cosine:.4f}",
                    f"{result.generated.mean_log_likelihood:.4f} per base", "confusion.png", "browser.png",
-                   "mlflow ui --backend-store-uri sqlite:///",
+                   "mlflow ui --backend-store-uri sqlite:///", "test, row by row: right only by the model",
                    f"MLFLOW_TRACKING_URI={result.tracking_uri} mlflow models serve -m models:/hyena-demo@candidate",
                    "--host 127.0.0.1"):
         assert needle in summary, needle
@@ -144,6 +150,7 @@ def test_rerun_reuses_every_step(demo):
     again = run_demo(workdir, quick=True, echo=lambda line: None)
     assert again.pretrain.reused and again.pretrain.model_version == first.pretrain.model_version
     assert again.finetune.reused and again.finetune.model_version == first.finetune.model_version
+    assert again.finetune.paired == first.finetune.paired
     assert again.score.chunks_scored == again.score_genes.chunks_scored == 0
     assert again.vep.chunks_scored == 0 and again.embed.chunks_embedded == 0
     assert again.generated.bases == first.generated.bases  # seeded

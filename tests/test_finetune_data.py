@@ -209,6 +209,9 @@ def test_kmer_baseline_learns_a_real_signal(windows):
     out = kmer.run_baseline(task, {"train": mk(0, 120), "valid": mk(120, 160), "test": mk(160, 200)},
                             kmer.BaselineConfig(max_k=3))
     assert out["test"]["accuracy"] > 0.85
+    rows = out["test_rows"]  # what the paired comparison with the model reads: every test sequence, in order
+    assert rows.labels.tolist() == y[160:200].tolist() and rows.groups.tolist() == list(range(40))
+    assert compute_metrics("single_label_classification", rows.labels, rows.scores) == pytest.approx(out["test"])
 
 
 def test_token_features_count_only_the_left_context_inside_the_example():
@@ -252,6 +255,12 @@ def test_two_sided_baseline_only_for_both_strands_token_tasks(windows):
     both = kmer.run_baseline(task, splits, cfg, strands="both")
     assert forward["train"]["features"] == 20 and both["train"]["features"] == 40
     assert forward["test"]["mcc"] < 0.3 and both["test"]["mcc"] > 0.8
+    # The test rows are the bases evaluated_picks names (the model's test rows pair with them).
+    picks = kmer.evaluated_picks(splits["test"], cfg, "test")
+    rows = both["test_rows"]
+    assert len(picks) == 2000 and rows.groups.tolist() == picks[:, 0].tolist()
+    assert rows.labels.tolist() == kmer.position_labels(splits["test"], picks).tolist()
+    assert compute_metrics("single_label_classification", rows.labels, rows.scores) == pytest.approx(both["test"])
 
 
 def test_balanced_class_weights():

@@ -120,6 +120,20 @@ def test_finetune_registers_the_best_checkpoint_with_lineage_and_resumes_as_reus
     assert split_metrics(labels, scores, "single_label_classification")["accuracy"] == pytest.approx(
         run.data.metrics["test/accuracy"], abs=1e-6)
 
+    # Row by row on test: the registered model's rows against the baseline's logged rows give the
+    # counts and the difference the run reported.
+    from hyena_platform.finetune.paired import load_rows
+
+    paired, bar = result.paired, load_rows(tracking.download_artifact(
+        job.tracking.resolved(), result.run_id, "baseline/test_rows.npz", tmp_path / "rows"))
+    assert paired is not None and paired.rows == len(test) and bar.labels.tolist() == labels.tolist()
+    right, right_bar = scores.argmax(1) == labels, bar.scores.argmax(1) == bar.labels
+    assert (paired.model_only, paired.baseline_only, paired.both_wrong) == (
+        (right & ~right_bar).sum(), (right_bar & ~right).sum(), (~right & ~right_bar).sum())
+    assert paired.difference == pytest.approx(
+        result.model_metrics["test"]["mcc"] - result.baseline_metrics["test"]["mcc"], abs=1e-9)
+    assert 0 <= paired.mcnemar_p <= 1 and paired.low <= paired.high
+
     # The version carries a model card: task, labels, the metrics beside the k-mer baseline, lineage.
     readme = (tracking.download_version("models:/species@candidate", tmp_path / "card", tracking_uri=uri)
               / "README.md").read_text()
@@ -127,14 +141,17 @@ def test_finetune_registers_the_best_checkpoint_with_lineage_and_resumes_as_reus
     for fact in ("sequence single label classification", "mean pooling of a 32-wide token MLP", ", ".join(LABELS), "model, test", "k-mer baseline, test",
                  f"{test_mcc:.4g}", f"{baseline_mcc:.4g}", "base model: models:/tiny-base/1",
                  f"MLflow run: {result.run_id}", result.data_hash, "head.num_labels",
-                 "k-mer frequencies of the whole sequence, k = 1..3"):
+                 "k-mer frequencies of the whole sequence, k = 1..3", "Row by row on the same test rows: right only "
+                 f"by the model {paired.model_only:,}, only by the k-mer baseline {paired.baseline_only:,}"):
         assert fact in readme, fact
     assert f"{test_mcc:.4g}" in version.description and "model, test" in version.description
 
     again = run_finetune(job, source="species.yaml", ray_logs=False)
     assert again.reused and again.model_version == 1
+    assert again.paired == paired  # read back from the run's metrics
     for table in (result.table(), again.table()):  # what the baseline counted, also read back for a reused run
-        assert table.endswith("\nk-mer: k-mer frequencies of the whole sequence, k = 1..3")
+        assert "\nk-mer: k-mer frequencies of the whole sequence, k = 1..3\ntest, row by row: right only" in table
+        assert table.endswith(paired.lines()[-1])
     assert len(client.search_model_versions("name='species'")) == 1
 
 

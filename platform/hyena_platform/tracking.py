@@ -260,6 +260,15 @@ def log_artifact(cfg: TrackingConfig, run_id: str, local_file: str | Path, artif
     client(cfg.uri).log_artifact(run_id, str(local_file), artifact_path)
 
 
+def download_artifact(cfg: TrackingConfig, run_id: str, path: str, dst: str | Path) -> Path | None:
+    """A run's artifact file copied under `dst` (None if the run has none at `path`)."""
+    c = client(cfg.uri)
+    folder = path.rpartition("/")[0] or None
+    if path not in {f.path for f in c.list_artifacts(run_id, folder)}:
+        return None
+    return Path(c.download_artifacts(run_id, path, str(dst)))
+
+
 # ----------------------------------------------------------------------------------- registry
 # A registered version is an MLflow Model: the python_function flavor through the loader module
 # hyena.pyfunc (no pickled module, no torch.export), our checkpoint directory as its data/, the

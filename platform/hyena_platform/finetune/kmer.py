@@ -22,6 +22,7 @@ iterations; the 5,460 scaled k-mer features want strong regularisation: C ~ 1e-4
 
 from __future__ import annotations
 
+from typing import Any
 
 import numpy as np
 from pydantic import Field
@@ -30,6 +31,7 @@ from hyena.tokenizer import A
 from hyena_platform.config import section
 from hyena_platform.finetune.examples import Split
 from hyena_platform.finetune.metrics import DEFAULT_METRIC, compute_metrics
+from hyena_platform.finetune.paired import ScoredRows
 
 # Inverse regularisation of logistic regression, walked upward and picked on valid (stops early).
 _C_GRID = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0)
@@ -233,9 +235,10 @@ def choose_model(problem_type: str, metric: str, train: tuple, valid: tuple):
 
 
 def run_baseline(task, splits: dict[str, Split], cfg: BaselineConfig,
-                 strands: str = "forward") -> dict[str, dict[str, float]]:
+                 strands: str = "forward") -> dict[str, Any]:
     """Fit on train, choose the regularisation on valid, return split -> metrics (valid, test),
-    and "train": the fit's examples, features, chosen strength and seconds (features and fit).
+    "train": the fit's examples, features, chosen strength and seconds (features and fit), and
+    "test_rows": the scored test rows (finetune.paired compares the model's with them).
     `strands` both: token features of both sides of each base (the model's view)."""
     import time
     import warnings
@@ -243,24 +246,34 @@ def run_baseline(task, splits: dict[str, Split], cfg: BaselineConfig,
     from sklearn.exceptions import ConvergenceWarning
     from threadpoolctl import threadpool_limits
 
-    def features(split: Split, limit: int, seed: int):
+    def features(split: Split, picks: np.ndarray | None):
         if task.task == "sequence":
             return sequence_features(split.tokens, cfg.max_k), split.labels
-        picks = sample_positions(split, limit, seed)
         counts = two_sided_token_features if strands == "both" else token_features
         return counts(split.tokens, picks, cfg.max_k, cfg.context), position_labels(split, picks)
 
     t0 = time.perf_counter()
-    X_tr, y_tr = features(splits["train"], cfg.max_train_positions, cfg.seed)
-    evaluated = {s: features(splits[s], cfg.max_eval_positions, cfg.seed + 1 + i)
-                 for i, s in enumerate(("valid", "test"))}
+    token = task.task == "token"
+    X_tr, y_tr = features(splits["train"], sample_positions(splits["train"], cfg.max_train_positions, cfg.seed)
+                          if token else None)
+    picks = {s: evaluated_picks(splits[s], cfg, s) if token else None for s in ("valid", "test")}
+    evaluated = {s: features(splits[s], picks[s]) for s in ("valid", "test")}
     y_fit = y_tr[:, 0] if task.problem_type == "regression" and y_tr.shape[1] == 1 else y_tr
     with warnings.catch_warnings(), threadpool_limits(limits=1):  # one thread: see the module docstring
         warnings.simplefilter("ignore", ConvergenceWarning)
         best, strength, _ = choose_model(task.problem_type, DEFAULT_METRIC[task.problem_type], (X_tr, y_fit),
                                          evaluated["valid"])
-        out = {s: compute_metrics(task.problem_type, y, _scores(best, task.problem_type, X))
-               for s, (X, y) in evaluated.items()}
+        scores = {s: _scores(best, task.problem_type, X) for s, (X, _) in evaluated.items()}
+    out: dict[str, Any] = {s: compute_metrics(task.problem_type, evaluated[s][1], scores[s]) for s in evaluated}
     out["train"] = {"examples": float(X_tr.shape[0]), "features": float(X_tr.shape[1]), "strength": float(strength),
                     "fit_seconds": time.perf_counter() - t0}
+    test_labels = np.asarray(evaluated["test"][1])
+    out["test_rows"] = ScoredRows(labels=test_labels, scores=scores["test"].astype(np.float32),
+                                groups=picks["test"][:, 0] if token else np.arange(len(test_labels)))
     return out
+
+
+def evaluated_picks(split: Split, cfg: BaselineConfig, name: str) -> np.ndarray:
+    """(n, 2) (example, position): the bases of a token task's valid or test split the baseline
+    scores; the model's test scores are paired with the baseline's on the same bases."""
+    return sample_positions(split, cfg.max_eval_positions, cfg.seed + 1 + ("valid", "test").index(name))

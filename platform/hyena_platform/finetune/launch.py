@@ -1,7 +1,7 @@
 """Launch a fine-tuning job on Ray Train; leave a tracked MLflow run and a registered task model.
 
     result = run_finetune(load_finetune_job("jobs/finetune_species.yaml"), source="jobs/finetune_species.yaml")
-    print(result.table())   # model vs k-mer baseline on valid and test
+    print(result.table())   # model vs k-mer baseline on valid and test, and row by row on test
 
 `run_finetune` is pretraining's table of contents (hyena_platform.train.launch) with two steps
 of its own, `plan_finetune` (the base model with its lineage, the labelled data checked and
@@ -16,7 +16,7 @@ pretraining's steps, called as they are:
                                 worker_config(plan), FinetuneCallback(...))
         with Reporter(progress_file, progress): result = fit_interruptible(trainer)
         check_outcome(plan, run_id, result)              # a diverged run registers nothing
-        register(plan, run_id, result, baseline)         # best checkpoint + model card, then finish_run
+        register(plan, run_id, result, baseline)         # best checkpoint, card, paired test, finish_run
 """
 
 from __future__ import annotations
@@ -34,7 +34,14 @@ from hyena_platform.config import to_dict
 from hyena_platform.errors import ConfigError, InputError
 from hyena_platform.finetune.config import FinetuneJob
 from hyena_platform.finetune.examples import TaskData, balanced_class_weights, fit_lengths
-from hyena_platform.finetune.result import FinetuneResult, baseline_from_run, finetune_card, reused_result
+from hyena_platform.finetune.paired import PairedComparison, ScoredRows, compare, load_rows, save_rows
+from hyena_platform.finetune.result import (
+    PAIRED_PREFIX,
+    FinetuneResult,
+    baseline_from_run,
+    finetune_card,
+    reused_result,
+)
 from hyena_platform.train.launch import (
     Reporter,
     Stopwatch,
@@ -53,6 +60,15 @@ from hyena_platform.train.launch import (
 ProgressFn = Callable[[dict[str, Any]], None]
 # A change in these makes a resumed run another experiment (scaling, checkpoint, tracking may change).
 RESUME_STRICT = ("model.", "task.", "data.", "train.", "baseline.", "resolved.")
+BASELINE_ROWS = "baseline/test_rows.npz"  # run artifact: the baseline's scored test rows
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The fitted (or logged) k-mer baseline: valid/test metrics ({} without one) and its test rows."""
+
+    metrics: dict[str, dict[str, float]]
+    test_rows: ScoredRows | None
 
 
 @dataclass(frozen=True)
@@ -199,18 +215,18 @@ def class_weights(job: FinetuneJob, data: TaskData, *, source: str) -> list[floa
 # ------------------------------------------------------------------------------- the steps
 
 
-def log_baseline(plan: FinetunePlan, run_id: str,
-                 progress: ProgressFn | None = None) -> dict[str, dict[str, float]]:
+def log_baseline(plan: FinetunePlan, run_id: str, progress: ProgressFn | None = None) -> Baseline:
     """Fit the k-mer baseline once per run (a resumed run reads it back); the fit can take
-    minutes, so `progress` hears of it before it starts."""
+    minutes, so `progress` hears of it before it starts. Its scored test rows are a run artifact,
+    for the paired comparison with the model (finetune.paired)."""
     from hyena_platform.finetune.kmer import run_baseline
 
     job, tcfg, data = plan.job, plan.tracking, plan.data
     if not job.baseline.enabled:
-        return {}
+        return Baseline({}, None)
     logged = baseline_from_run(tcfg, run_id, job.task.problem_type)
     if logged:
-        return logged
+        return Baseline(logged, logged_rows(plan, run_id))
     if progress is not None:
         progress({"event": "baseline", "features": job.baseline_features})
     out = run_baseline(data, data.splits, job.baseline, strands=job.task.strands)
@@ -220,11 +236,31 @@ def log_baseline(plan: FinetunePlan, run_id: str,
     tracking.log_params(tcfg, run_id, {"baseline_fit.train_examples": int(fit["examples"]),
                                        "baseline_fit.features": int(fit["features"]),
                                        "baseline_fit.strength": f"{fit['strength']:g}"})
+    with tempfile.TemporaryDirectory(prefix="hyena-baseline-") as tmp:
+        folder, _, name = BASELINE_ROWS.rpartition("/")
+        save_rows(out["test_rows"], Path(tmp) / name)
+        tracking.log_artifact(tcfg, run_id, Path(tmp) / name, folder)
     if progress is not None:
         metric = job.metric
         progress({"event": "baseline_done", "metric": metric, "valid_value": out["valid"][metric], "test_value": out["test"][metric],
                   "examples": int(fit["examples"]), "seconds": fit["fit_seconds"]})
-    return {s: out[s] for s in ("valid", "test")}
+    return Baseline({s: out[s] for s in ("valid", "test")}, out["test_rows"])
+
+
+def logged_rows(plan: FinetunePlan, run_id: str) -> ScoredRows | None:
+    """The baseline's test rows logged by an earlier attempt of the run (None before they were)."""
+    with tempfile.TemporaryDirectory(prefix="hyena-baseline-") as tmp:
+        path = tracking.download_artifact(plan.tracking, run_id, BASELINE_ROWS, tmp)
+        return load_rows(path) if path is not None else None
+
+
+def paired_comparison(plan: FinetunePlan, outcome: dict, baseline: Baseline) -> PairedComparison | None:
+    """The model's test rows against the baseline's (None without both)."""
+    job = plan.job
+    if outcome.get("test_rows") is None or baseline.test_rows is None:
+        return None
+    return compare(job.task.problem_type, job.metric, outcome["test_rows"], baseline.test_rows,
+                   sequence_task=job.task.type == "sequence", seed=job.baseline.seed)
 
 
 def worker_config(plan: FinetunePlan):
@@ -250,7 +286,17 @@ def worker_config(plan: FinetunePlan):
         steps_per_epoch=plan.steps_per_epoch, global_batch=job.train.batch_size, eval_every=plan.eval_every,
         eval_batch=job.train.eval_batch, metric=job.metric, patience=job.train.patience,
         class_weights=plan.class_weights, reverse_complement=job.train.reverse_complement,
-        probe=job.train.head_init == "probe")
+        probe=job.train.head_init == "probe", test_picks=paired_test_picks(plan))
+
+
+def paired_test_picks(plan: FinetunePlan):
+    """Token tasks with a baseline: the test bases it scores, which the model's test rows pair with."""
+    from hyena_platform.finetune.kmer import evaluated_picks
+
+    job = plan.job
+    if job.task.type != "token" or not job.baseline.enabled:
+        return None
+    return evaluated_picks(plan.data.splits["test"], job.baseline, "test")
 
 
 def run_finetune(job: FinetuneJob, *, source: str = "<job>", fresh: bool = False,
@@ -287,15 +333,19 @@ def run_finetune(job: FinetuneJob, *, source: str = "<job>", fresh: bool = False
                 return register(plan, run_id, result, baseline, clock)
 
 
-def register(plan: FinetunePlan, run_id: str, result, baseline: dict, clock: Stopwatch) -> FinetuneResult:
+def register(plan: FinetunePlan, run_id: str, result, fitted: Baseline, clock: Stopwatch) -> FinetuneResult:
     """Register the best checkpoint (by the validation metric) with its lineage tags and model
-    card; summary.json; the run FINISHED (pretraining's `finish_run`)."""
+    card; the paired comparison with the baseline; summary.json; the run FINISHED (pretraining's
+    `finish_run`)."""
     from hyena_platform.finetune.loop import BEST_DIR
     from hyena_platform.train.state import read_meta
 
     job, tcfg, data = plan.job, plan.tracking, plan.data
-    outcome, metric = result.return_value or {}, job.metric
+    outcome, metric, baseline = result.return_value or {}, job.metric, fitted.metrics
     model_metrics = {"valid": outcome["best_valid"], "test": outcome["test"]}
+    paired = paired_comparison(plan, outcome, fitted)
+    if paired is not None:
+        tracking.log_metrics(tcfg, run_id, [(f"{PAIRED_PREFIX}{k}", v, 0) for k, v in paired.to_metrics().items()])
     with result.checkpoint.as_directory() as directory:
         meta = read_meta(directory)
         best_step, stopped_early = meta["progress"]["best_step"], meta["progress"]["stopped_early"]
@@ -306,18 +356,19 @@ def register(plan: FinetunePlan, run_id: str, result, baseline: dict, clock: Sto
                 f"test_{metric}": f"{model_metrics['test'][metric]:.6g}", "best_step": best_step,
                 **({f"baseline_test_{metric}": f"{baseline['test'][metric]:.6g}"} if baseline else {})}
         version = tracking.register_model_dir(
-            tcfg, run_id, Path(directory) / BEST_DIR, tags=tags, card=card(plan, run_id, model_metrics, baseline),
+            tcfg, run_id, Path(directory) / BEST_DIR, tags=tags, card=card(plan, run_id, model_metrics, baseline, paired),
             description=f"HyenaDNA {job.task.type} {job.task.problem_type} head on {job.model.init_from}, "
                         f"run {plan.name}")
     clock.lap("register")
     finish_run(plan, run_id, version, {
-        "metric": metric, "model": model_metrics, "baseline": baseline, "best_step": best_step,
+        "metric": metric, "model": model_metrics, "baseline": baseline,
+        "paired_test": paired.to_metrics() if paired else None, "best_step": best_step,
         "stopped_early": stopped_early, "steps": meta["step"], "label_names": list(data.label_names),
         "checkpoint": result.checkpoint.path, "data_hash": data.content_hash, "timings_s": clock.timings})
     tracking.set_tags(tcfg, run_id, {"hyena.data_hash": data.content_hash})
     return FinetuneResult(run_id=run_id, run_name=plan.name, tracking_uri=tcfg.uri, model_name=tcfg.register_as,
                           model_version=version, alias=tcfg.alias, metric=metric, problem_type=job.task.problem_type,
-                          model_metrics=model_metrics, baseline_metrics=baseline,
+                          model_metrics=model_metrics, baseline_metrics=baseline, paired=paired,
                           baseline_features=job.baseline_features if baseline else "", steps=meta["step"],
                           best_step=best_step, stopped_early=stopped_early, checkpoint_path=result.checkpoint.path,
                           data_hash=data.content_hash, timings=clock.timings)
@@ -327,7 +378,7 @@ def _token_mlp(width: int) -> str:
     return f" of a {width}-wide token MLP" if width else ""
 
 
-def card(plan: FinetunePlan, run_id: str, model_metrics: dict, baseline: dict):
+def card(plan: FinetunePlan, run_id: str, model_metrics: dict, baseline: dict, paired: PairedComparison | None):
     """The registered version's model card: task, labels, metrics vs the k-mer baseline, lineage."""
     job, data = plan.job, plan.data
     task = (f"{'per-base' if job.task.type == 'token' else 'sequence'} "
@@ -341,7 +392,7 @@ def card(plan: FinetunePlan, run_id: str, model_metrics: dict, baseline: dict):
         task=task, model_config=plan.model.config.to_dict(), head_config=plan.model.head_config.to_dict(),
         parameters=plan.model.num_parameters(), data=sources, data_hash=data.content_hash,
         splits={s: len(v) for s, v in data.splits.items()}, label_names=data.label_names, metric=job.metric,
-        model_metrics=model_metrics, baseline=baseline, baseline_features=job.baseline_features,
+        model_metrics=model_metrics, baseline=baseline, baseline_features=job.baseline_features, paired=paired,
         lineage={"base model": tracking.lineage_uri(job.model.init_from, plan.tracking.uri)
                  if job.model.init_from.startswith("models:/") else
                  f"{plan.base.lineage['base_model_path']} (sha256 {plan.base.lineage['base_model_hash'][:16]})",

@@ -25,6 +25,7 @@ import torch
 from hyena_platform.finetune.batches import ExampleBatches
 from hyena_platform.finetune.evaluate import split_metrics, split_scores
 from hyena_platform.finetune.metrics import better
+from hyena_platform.finetune.paired import ScoredRows
 from hyena_platform.train.loop import (
     Reporter,
     Worker,
@@ -56,6 +57,7 @@ class FinetuneWorkerConfig:
     class_weights: tuple[float, ...] | None = None
     reverse_complement: bool = False  # training examples on either strand (sequence tasks)
     probe: bool = False  # fit the head on the frozen backbone before the first step (finetune.probe)
+    test_picks: Any = None  # token tasks: (n, 2) test bases the k-mer baseline scored (finetune.paired)
 
 
 @dataclass
@@ -162,18 +164,41 @@ def restore_progress(worker: Worker) -> tuple[Progress, dict | None]:
 
 def evaluate(worker: Worker, split, cfg: FinetuneWorkerConfig) -> dict[str, float]:
     """Task metrics over a split; worker r scores examples r, r + world, ...; all see the result."""
+    labels, scores, _ = gathered_scores(worker, split, cfg)
+    return split_metrics(labels, scores, cfg.problem_type)
+
+
+def gathered_scores(worker: Worker, split, cfg: FinetuneWorkerConfig):
+    """(labels, scores, examples) of every worker's rows (worker r scores examples r, r + world,
+    ...); `examples` is the example order, whose rows (one, or one per real base) follow it."""
     import numpy as np
 
     rank, world = worker.rank, worker.world
-    labels, scores = split_scores(worker.model, split, range(rank, len(split), world), task=cfg.worker.task,
+    mine = np.arange(rank, len(split), world)
+    labels, scores = split_scores(worker.model, split, mine, task=cfg.worker.task,
                                   problem_type=cfg.problem_type, batch_size=cfg.eval_batch, device=worker.device,
                                   autocast=worker.autocast)
-    if world > 1:
-        gathered: list[Any] = [None] * world
-        torch.distributed.all_gather_object(gathered, (labels, scores))
-        labels = np.concatenate([g[0] for g in gathered])
-        scores = np.concatenate([g[1] for g in gathered])
-    return split_metrics(labels, scores, cfg.problem_type)
+    if world == 1:
+        return labels, scores, mine
+    gathered: list[Any] = [None] * world
+    torch.distributed.all_gather_object(gathered, (labels, scores, mine))
+    return tuple(np.concatenate([g[i] for g in gathered]) for i in range(3))
+
+
+def paired_rows(split, labels, scores, examples, picks, task: str) -> ScoredRows | None:
+    """The test rows the k-mer baseline scored, in its order: every example (sequence tasks) or
+    the (example, position) `picks` (token tasks; None without a baseline), for finetune.paired."""
+    import numpy as np
+
+    if task == "token" and picks is None:
+        return None
+    if task == "sequence":
+        order = np.argsort(examples, kind="stable")
+        return ScoredRows(labels=labels[order], scores=scores[order].astype(np.float32), groups=examples[order])
+    lengths = np.array([len(split.tokens[e]) for e in examples], dtype=np.int64)
+    first_row = dict(zip(examples.tolist(), (np.cumsum(lengths) - lengths).tolist()))
+    rows = np.array([first_row[e] + p for e, p in picks.tolist()], dtype=np.int64)
+    return ScoredRows(labels=labels[rows], scores=scores[rows].astype(np.float32), groups=picks[:, 0].copy())
 
 
 def track_best(model, metrics: dict[str, float], metric: str, step: int, progress: Progress,
@@ -212,8 +237,11 @@ def finish(worker: Worker, reporter: Reporter, batches: ExampleBatches, best_sta
     # The best weights were validated when they were found (a checkpoint from before best_metrics
     # existed has none: validate them again).
     best_valid = progress.best_metrics or evaluate(worker, splits["valid"], cfg)
-    extra = {"test": evaluate(worker, splits["test"], cfg), "best_valid": best_valid}
+    labels, scores, examples = gathered_scores(worker, splits["test"], cfg)
+    extra = {"test": split_metrics(labels, scores, cfg.problem_type), "best_valid": best_valid}
     reporter.report("done", data=batches, extra={**asdict(progress), **extra}, meta={"progress": asdict(progress)},
                     write=best_writer(worker.model, None), suffix="_final")
     flush_reports(worker.rank, worker.step)
-    return {"status": "done", "step": worker.step, **extra}
+    # The rows themselves go back in the return value only (not into the reported metrics).
+    rows = paired_rows(splits["test"], labels, scores, examples, cfg.test_picks, cfg.worker.task)
+    return {"status": "done", "step": worker.step, **extra, "test_rows": rows}

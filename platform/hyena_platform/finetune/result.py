@@ -12,8 +12,12 @@ import numpy as np
 from hyena_platform import tracking
 from hyena_platform.finetune.kmer import describe
 from hyena_platform.finetune.metrics import METRICS
+from hyena_platform.finetune.paired import PairedComparison
 from hyena_platform.model_card import ModelCard
 from hyena_platform.train.result import MODEL_VERSION_TAG, RegisteredVersion
+
+
+PAIRED_PREFIX = "paired/test/"  # the run's metrics of the paired comparison (PairedComparison.to_metrics)
 
 
 @dataclass
@@ -36,11 +40,17 @@ class FinetuneResult(RegisteredVersion):
     reused: bool = False
     timings: dict[str, float] = field(default_factory=dict)
     baseline_features: str = ""  # what the baseline counts (FinetuneJob.baseline_features)
+    paired: PairedComparison | None = None  # the model's test rows against the baseline's
 
     def table(self) -> str:
-        """Model (best checkpoint) beside the k-mer baseline, valid and test, and what the baseline counted."""
+        """Model (best checkpoint) beside the k-mer baseline, valid and test, what the baseline
+        counted, and the paired comparison on test."""
         table = metrics_table(self.problem_type, self.metric, self.model_metrics, self.baseline_metrics)
-        return table + (f"\nk-mer: {self.baseline_features}" if self.baseline_features else "")
+        return (table + (f"\nk-mer: {self.baseline_features}" if self.baseline_features else "")
+                + (self.paired_lines() if self.paired else ""))
+
+    def paired_lines(self) -> str:
+        return "".join(f"\n{head}{line}" for head, line in zip(("test, row by row: ", "  "), self.paired.lines()))
 
 
 def metrics_table(problem_type: str, metric: str, model: dict, baseline: dict) -> str:
@@ -77,7 +87,9 @@ def reused_result(tcfg, run, *, name: str, metric: str, problem_type: str) -> Fi
         steps=int(run.data.params.get("resolved.steps", 0)), best_step=int(run.data.tags.get("hyena.best_step", 0)),
         stopped_early=False, checkpoint_path=run.data.tags.get("hyena.last_checkpoint", ""),
         data_hash=run.data.tags.get("hyena.data_hash", ""), reused=True,
-        baseline_features=baseline_features_from_params(run.data.params))
+        baseline_features=baseline_features_from_params(run.data.params),
+        paired=PairedComparison.from_metrics(metric, {k.removeprefix(PAIRED_PREFIX): v for k, v in metrics.items()
+                                                      if k.startswith(PAIRED_PREFIX)}))
 
 
 def baseline_features_from_params(params: dict[str, str]) -> str:
@@ -92,9 +104,11 @@ def baseline_features_from_params(params: dict[str, str]) -> str:
 def finetune_card(*, title: str, task: str, model_config: dict, head_config: dict, parameters: int,
                   data: dict[str, Any], data_hash: str, splits: dict[str, int], label_names: tuple[str, ...],
                   metric: str, model_metrics: dict, baseline: dict, lineage: dict[str, Any],
-                  baseline_features: str = "", example_sequence: str = "") -> ModelCard:
+                  baseline_features: str = "", example_sequence: str = "",
+                  paired: PairedComparison | None = None) -> ModelCard:
     """The model card of a fine-tuned version: the task and its labels, the best checkpoint's
-    valid/test metrics beside the k-mer baseline fitted on the same split, the base model."""
+    valid/test metrics beside the k-mer baseline fitted on the same split (and compared with it
+    row by row on test), the base model."""
     rows = []
     for who, source in (("k-mer baseline", baseline), ("model", model_metrics)):  # the summary shows the last
         for split in ("valid", "test"):
@@ -108,5 +122,5 @@ def finetune_card(*, title: str, task: str, model_config: dict, head_config: dic
         metrics_note=f"The model row is the checkpoint with the best validation {metric} (the one registered). "
                      f"The k-mer baseline is logistic or ridge regression on {baseline_features or 'k-mer frequencies'}, "
                      "fitted on the same train split; a model that does not beat it has learned nothing the counts "
-                     "did not know.",
+                     "did not know." + (f" Row by row on the same test rows: {'; '.join(paired.lines())}." if paired else ""),
     )
