@@ -138,6 +138,9 @@ def test_summary_names_each_number(demo):
         assert needle in summary, needle
     # Our progress only: no line per pool actor from Ray's core worker (max_restarts with
     # constructor arguments in the object store), no library INFO or WARNING.
+    paired = result.finetune.paired  # the verdict in words follows the paired interval, not the bare gap
+    word = "beats" if paired.low > 0 else "is below" if paired.high < 0 else "is level (within the noise"
+    assert f"the head {word}" in summary.replace("\n   ", " "), summary
     assert library_noise("\n".join(lines)) == [], lines
     assert [line[:5] for line in lines if line.startswith("[")] == [f"[{i}/7]" for i in range(1, 8)]
     assert any("step" in line for line in lines) and any("chunks]" in line for line in lines)

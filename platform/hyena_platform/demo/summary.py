@@ -73,6 +73,9 @@ class DemoResult:
             return []
         gap = model - bar
         verdict = "beats" if gap > 0 else "does not beat"
+        if f.paired is not None:  # the paired interval says whether the gap is more than the test split's noise
+            verdict = ("beats" if f.paired.low > 0 else "is below" if f.paired.high < 0 else
+                       "is level (within the noise of the test split) with")
         return [f"   On chrII (never trained on) the head's {f.metric.upper()} is {model:.4f}, the k-mer baseline's "
                 f"{bar:.4f}: the head {verdict} its baseline ({gap:+.4f})."]
 
