@@ -78,6 +78,8 @@ def compare(problem_type: str, metric: str, model: ScoredRows, baseline: ScoredR
     """Compare two scorings of the same rows (labels and groups must agree)."""
     assert len(model.labels) == len(baseline.labels) and np.array_equal(model.groups, baseline.groups)
     assert np.array_equal(model.labels, baseline.labels)
+    if problem_type == "single_label_classification":  # unlabelled bases (IGNORE_INDEX) take no part
+        model, baseline = labelled(model), labelled(baseline)
     score = metric_function(problem_type, metric)
     difference = score(model.labels, model.scores) - score(baseline.labels, baseline.scores)
     diffs = []
@@ -97,6 +99,12 @@ def compare(problem_type: str, metric: str, model: ScoredRows, baseline: ScoredR
     p = mcnemar_exact(m_only, b_only) if sequence_task else math.nan
     return PairedComparison(**{**asdict(out), "model_only": m_only, "baseline_only": b_only,
                                "both_wrong": int((~right_m & ~right_b).sum()), "mcnemar_p": p})
+
+
+def labelled(rows: ScoredRows) -> ScoredRows:
+    """The rows with a class (a token task's IGNORE_INDEX, -100, marks a base without one)."""
+    keep = rows.labels >= 0
+    return rows if keep.all() else ScoredRows(rows.labels[keep], rows.scores[keep], rows.groups[keep])
 
 
 def mcnemar_exact(b: int, c: int) -> float:
