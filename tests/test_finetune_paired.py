@@ -80,12 +80,13 @@ def test_token_rows_get_counts_but_no_p_value_and_regression_only_the_interval()
                   ScoredRows(y, y[::-1], np.arange(40)), sequence_task=True, resamples=50)
     assert reg.model_only == -1 and math.isnan(reg.mcnemar_p) and reg.difference == pytest.approx(2.0)
     assert len(reg.lines()) == 1 and reg.lines()[0].startswith("pearson difference +2.0000")
-    # Unlabelled bases (IGNORE_INDEX) take no part: 4 of the 6 rows are compared.
+    # A row without a class (IGNORE_INDEX) never reaches the comparison: the data layer gives
+    # every base one and padding is masked, so one here is a bug upstream, refused.
     unlabelled = labels.copy()
     unlabelled[[1, 4]] = -100
-    some = compare("single_label_classification", "mcc", rows(unlabelled, labels, 2, groups),
-                   rows(unlabelled, 1 - labels, 2, groups), sequence_task=False, resamples=20)
-    assert (some.rows, some.model_only, some.baseline_only) == (4, 4, 0) and some.difference == 2.0
+    with pytest.raises(AssertionError):
+        compare("single_label_classification", "mcc", rows(unlabelled, labels, 2, groups),
+                rows(unlabelled, 1 - labels, 2, groups), sequence_task=False, resamples=20)
 
 
 def test_bootstrap_draws_whole_groups():

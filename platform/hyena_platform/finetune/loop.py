@@ -242,6 +242,8 @@ def finish(worker: Worker, reporter: Reporter, batches: ExampleBatches, best_sta
     reporter.report("done", data=batches, extra={**asdict(progress), **extra}, meta={"progress": asdict(progress)},
                     write=best_writer(worker.model, None), suffix="_final")
     flush_reports(worker.rank, worker.step)
-    # The rows themselves go back in the return value only (not into the reported metrics).
-    rows = paired_rows(splits["test"], labels, scores, examples, cfg.test_picks, cfg.worker.task)
+    # The rows go back in the return value only (not into the reported metrics); Ray Train keeps
+    # rank 0's, so only rank 0 pairs them.
+    rows = (paired_rows(splits["test"], labels, scores, examples, cfg.test_picks, cfg.worker.task)
+            if worker.rank == 0 else None)
     return {"status": "done", "step": worker.step, **extra, "test_rows": rows}

@@ -16,7 +16,7 @@ A lead whose interval includes zero is within the noise of the test split.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -78,8 +78,8 @@ def compare(problem_type: str, metric: str, model: ScoredRows, baseline: ScoredR
     """Compare two scorings of the same rows (labels and groups must agree)."""
     assert len(model.labels) == len(baseline.labels) and np.array_equal(model.groups, baseline.groups)
     assert np.array_equal(model.labels, baseline.labels)
-    if problem_type == "single_label_classification":  # unlabelled bases (IGNORE_INDEX) take no part
-        model, baseline = labelled(model), labelled(baseline)
+    # Every row has a class: a token task labels every base (background class), padding is masked.
+    assert problem_type != "single_label_classification" or (model.labels >= 0).all()
     score = metric_function(problem_type, metric)
     difference = score(model.labels, model.scores) - score(baseline.labels, baseline.scores)
     diffs = []
@@ -96,15 +96,8 @@ def compare(problem_type: str, metric: str, model: ScoredRows, baseline: ScoredR
     right_m = model.scores.argmax(axis=1) == model.labels
     right_b = baseline.scores.argmax(axis=1) == baseline.labels
     m_only, b_only = int((right_m & ~right_b).sum()), int((right_b & ~right_m).sum())
-    p = mcnemar_exact(m_only, b_only) if sequence_task else math.nan
-    return PairedComparison(**{**asdict(out), "model_only": m_only, "baseline_only": b_only,
-                               "both_wrong": int((~right_m & ~right_b).sum()), "mcnemar_p": p})
-
-
-def labelled(rows: ScoredRows) -> ScoredRows:
-    """The rows with a class (a token task's IGNORE_INDEX, -100, marks a base without one)."""
-    keep = rows.labels >= 0
-    return rows if keep.all() else ScoredRows(rows.labels[keep], rows.scores[keep], rows.groups[keep])
+    return replace(out, model_only=m_only, baseline_only=b_only, both_wrong=int((~right_m & ~right_b).sum()),
+                   mcnemar_p=mcnemar_exact(m_only, b_only) if sequence_task else math.nan)
 
 
 def mcnemar_exact(b: int, c: int) -> float:

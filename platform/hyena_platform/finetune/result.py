@@ -47,9 +47,9 @@ class FinetuneResult(RegisteredVersion):
         counted, and the paired comparison on test."""
         table = metrics_table(self.problem_type, self.metric, self.model_metrics, self.baseline_metrics)
         return (table + (f"\nk-mer: {self.baseline_features}" if self.baseline_features else "")
-                + (self.paired_lines() if self.paired else ""))
+                + (self._paired_lines() if self.paired else ""))
 
-    def paired_lines(self) -> str:
+    def _paired_lines(self) -> str:
         return "".join(f"\n{head}{line}" for head, line in zip(("test, row by row: ", "  "), self.paired.lines()))
 
 
