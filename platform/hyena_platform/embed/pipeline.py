@@ -34,6 +34,7 @@ from hyena_platform.result_set import (
 )
 from hyena_platform.score.plan import ResolvedModel, resolve_model
 from hyena_platform.score.mlflow_run import start_job_run
+from hyena_platform.write_gate import write_permit, writers_allowed
 
 FORMAT = "hyena-embeddings"
 FORMAT_VERSION = 1
@@ -191,12 +192,13 @@ def _execute(plan: EmbedPlan, pending: list[int], root: Path, emit: Progress) ->
                     writer=EmbedWriter, writer_kwargs={"root": str(root)}, address=job.address)
     sums = {"read_s": 0.0, "model_s": 0.0, "write_s": 0.0, "replica_max_rss_mb": 0.0}
     t0 = time.perf_counter()
-    for done, row in enumerate(rows, start=1):
-        for k in ("read_s", "model_s", "write_s"):
-            sums[k] += row[k]
-        sums["replica_max_rss_mb"] = max(sums["replica_max_rss_mb"], row["max_rss_mb"])
-        emit({"event": "chunk", "done": done, "total": len(pending), "index": row["index"],
-              "rows": row["rows"], "elapsed_s": time.perf_counter() - t0})
+    with writers_allowed(root):  # no part half-written or begun once the pool stops
+        for done, row in enumerate(rows, start=1):
+            for k in ("read_s", "model_s", "write_s"):
+                sums[k] += row[k]
+            sums["replica_max_rss_mb"] = max(sums["replica_max_rss_mb"], row["max_rss_mb"])
+            emit({"event": "chunk", "done": done, "total": len(pending), "index": row["index"],
+                  "rows": row["rows"], "elapsed_s": time.perf_counter() - t0})
     sums["embed_wall_s"] = time.perf_counter() - t0
     return sums
 
@@ -248,7 +250,7 @@ class EmbedWriter:
             t0 = time.perf_counter()
             import pyarrow.parquet as pq
 
-            with atomic_path(chunk_path(self.root, row["index"])) as tmp:  # temp name, fsync, rename
+            with write_permit(self.root), atomic_path(chunk_path(self.root, row["index"])) as tmp:
                 pq.write_table(table_from_bytes(row["blob"]), tmp, compression="zstd")
             out.append({"index": row["index"], "rows": row["rows"], "read_s": row["read_s"],
                         "model_s": row["model_s"], "write_s": time.perf_counter() - t0,

@@ -36,6 +36,7 @@ from hyena_platform.score.plan import ResolvedModel, ScorePlan, plan_job
 from hyena_platform.score.mlflow_run import tracking_finish, tracking_start
 from hyena_platform.score.result import ScoreResult
 from hyena_platform.score.tiling import CENTRED, Chunk, centred_margins
+from hyena_platform.write_gate import write_permit, writers_allowed
 
 
 def run_score(job: ScoreJob, *, source: str = "<job>", overwrite: bool = False, fresh: bool = False,
@@ -186,18 +187,19 @@ def _execute(plan: ScorePlan, pending: list[Chunk], root: Path, emit: Progress) 
     sums = {"read_s": 0.0, "model_s": 0.0, "model_cpu_s": 0.0, "write_s": 0.0, "replica_max_rss_mb": 0.0}
     done_bases, done = 0, 0
     t0 = time.perf_counter()
-    for row in rows:
-        done += 1
-        done_bases += row["end"] - row["start"]
-        for k in ("read_s", "model_s", "model_cpu_s", "write_s"):
-            sums[k] += row[k]
-        sums["replica_max_rss_mb"] = max(sums["replica_max_rss_mb"], row["replica_max_rss_mb"])
-        elapsed = time.perf_counter() - t0
-        sums.setdefault("first_chunk_s", elapsed)  # startup: Ray Data, actors, first chunk
-        rate = done_bases / elapsed if elapsed > 0 else float("nan")
-        emit({"event": "chunk", "row": row, "done": done, "total": len(pending), "chrom": row["chrom"],
-              "start": row["start"], "end": row["end"], "bases_per_s": rate,
-              "eta_s": (total - done_bases) / rate if rate > 0 else None})
+    with writers_allowed(root):  # no part half-written or begun once the pool stops
+        for row in rows:
+            done += 1
+            done_bases += row["end"] - row["start"]
+            for k in ("read_s", "model_s", "model_cpu_s", "write_s"):
+                sums[k] += row[k]
+            sums["replica_max_rss_mb"] = max(sums["replica_max_rss_mb"], row["replica_max_rss_mb"])
+            elapsed = time.perf_counter() - t0
+            sums.setdefault("first_chunk_s", elapsed)  # startup: Ray Data, actors, first chunk
+            rate = done_bases / elapsed if elapsed > 0 else float("nan")
+            emit({"event": "chunk", "row": row, "done": done, "total": len(pending), "chrom": row["chrom"],
+                  "start": row["start"], "end": row["end"], "bases_per_s": rate,
+                  "eta_s": (total - done_bases) / rate if rate > 0 else None})
     return sums
 
 
@@ -245,7 +247,8 @@ class ChunkWriter:
         for row, ref, columns in unpack_scores(batch):
             t0 = time.perf_counter()
             chunk = Chunk.from_row(row)
-            _, size = write_chunk(self.root, chunk, chunk_table(chunk, ref, columns, self.names))
+            with write_permit(self.root):
+                _, size = write_chunk(self.root, chunk, chunk_table(chunk, ref, columns, self.names))
             out.append({"index": chunk.index, "chrom": chunk.chrom, "start": chunk.start, "end": chunk.end,
                         "bytes": size, "read_s": row["read_s"], "model_s": row["model_s"],
                         "model_cpu_s": row["model_cpu_s"],

@@ -32,6 +32,7 @@ from hyena_platform.vep.output import (
     FORMAT, PARTS_DIR, VCF_NAME, finished_parts, read_results, vep_output, write_vcf,
 )
 from hyena_platform.vep.plan import FORMAT_VERSION, VariantChunk, VepPlan, plan_job
+from hyena_platform.write_gate import write_permit, writers_allowed
 
 
 @dataclass
@@ -151,17 +152,18 @@ def _execute(plan: VepPlan, pending: list[VariantChunk], root: Path, emit: Progr
     sums = {"read_s": 0.0, "model_s": 0.0, "write_s": 0.0, "replica_max_rss_mb": 0.0}
     done_rows = done = 0
     t0 = time.perf_counter()
-    for row in rows:
-        done += 1
-        done_rows += row["rows"]
-        for k in ("read_s", "model_s", "write_s"):
-            sums[k] += row[k]
-        sums["replica_max_rss_mb"] = max(sums["replica_max_rss_mb"], row["max_rss_mb"])
-        elapsed = time.perf_counter() - t0
-        sums.setdefault("first_chunk_s", elapsed)  # start-up: Ray Data, actors, first chunk
-        rate = done_rows / elapsed if elapsed > 0 else float("nan")
-        emit({"event": "chunk", "done": done, "total": len(pending), "rows": done_rows, "variants_per_s": rate,
-              "eta_s": (total - done_rows) / rate if rate > 0 else None})
+    with writers_allowed(root):  # no part half-written or begun once the pool stops
+        for row in rows:
+            done += 1
+            done_rows += row["rows"]
+            for k in ("read_s", "model_s", "write_s"):
+                sums[k] += row[k]
+            sums["replica_max_rss_mb"] = max(sums["replica_max_rss_mb"], row["max_rss_mb"])
+            elapsed = time.perf_counter() - t0
+            sums.setdefault("first_chunk_s", elapsed)  # start-up: Ray Data, actors, first chunk
+            rate = done_rows / elapsed if elapsed > 0 else float("nan")
+            emit({"event": "chunk", "done": done, "total": len(pending), "rows": done_rows, "variants_per_s": rate,
+                  "eta_s": (total - done_rows) / rate if rate > 0 else None})
     return sums
 
 
@@ -212,7 +214,8 @@ class PartWriter:
         for item in batch.to_pylist():
             t0 = time.perf_counter()
             chunk = VariantChunk(item["index"], 0, 0, item["rows"], None)
-            size = write_part(self.root, chunk, table_from_bytes(item.pop("result")))
+            with write_permit(self.root):
+                size = write_part(self.root, chunk, table_from_bytes(item.pop("result")))
             out.append({**item, "bytes": size, "write_s": time.perf_counter() - t0})
         return pa.Table.from_pylist(out)
 
