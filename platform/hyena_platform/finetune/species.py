@@ -77,12 +77,13 @@ def sample_windows(records: dict[str, str], n: int, length: int, rng: np.random.
 def sample_tiles(records: dict[str, str], n: int, length: int, rng: np.random.Generator, *,
                  where: str = "genome") -> list[tuple[str, int, str]]:
     """`n` distinct non-overlapping windows (record, start, sequence) from the `length`-base
-    tiling of each record (from its start), none holding N, in genome order."""
+    tiling of each record (from its start), holding only A, C, G and T (as `sample_windows`'), in
+    genome order."""
     tiles = [(rec, start) for rec, seq in records.items() for start in range(0, len(seq) - length + 1, length)
              if set(seq[start:start + length]) <= set("ACGT")]
     if n > len(tiles):
         raise InputError(f"{where}: {n} test windows asked, but it has only {len(tiles)} tiles of {length} "
-                         f"bases without N; ask for at most {len(tiles)} (--test-windows)")
+                         f"bases of only A, C, G, T; ask for at most {len(tiles)} (--test-windows)")
     picks = np.sort(rng.choice(len(tiles), size=n, replace=False))
     return [(rec, start, records[rec][start:start + length]) for rec, start in (tiles[i] for i in picks)]
 
