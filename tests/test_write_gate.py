@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from hyena_platform.outputs import temp_name
 from hyena_platform.write_gate import GATE_NAME, WritersStopped, write_permit, writers_allowed
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,8 +31,8 @@ def test_writers_may_write_only_while_the_pool_runs_and_temporaries_go_with_it(t
         with write_permit(root):
             (root / "part-00000.parquet").write_bytes(b"whole")
         (root / "scores").mkdir()
-        (root / "scores" / ".chunk-1.parquet.tmp-1a2b3c4d").write_bytes(b"half")  # killed writers'
-        (root / ".part-2.parquet.hyena-tmp-5e6f7a8b").write_bytes(b"half")
+        Path(temp_name(root / "scores" / "chunk-1.parquet")).write_bytes(b"half")  # killed writers'
+        Path(temp_name(root / "part-2.parquet")).write_bytes(b"half")
     assert names(root) == ["part-00000.parquet"]
     with pytest.raises(WritersStopped, match="has stopped.*run the job again"):
         with write_permit(root):
@@ -60,24 +61,26 @@ def test_stopping_waits_for_the_part_being_written(tmp_path):
 KILLED_WRITER = textwrap.dedent("""
     import os, signal, sys
     from pathlib import Path
+    from hyena_platform.outputs import temp_name
     from hyena_platform.write_gate import write_permit
 
     root = Path(sys.argv[1])
     with write_permit(root):
-        (root / ".chunk-3.parquet.tmp-0badc0de").write_bytes(b"PAR1 half a part")
+        Path(temp_name(root / "chunk-3.parquet")).write_bytes(b"PAR1 half a part")
         os.kill(os.getpid(), signal.SIGKILL)  # as Ray ends an actor: no finally runs
 """)
 
 
 def test_a_writer_killed_mid_part_leaves_nothing_and_does_not_hold_the_driver(tmp_path):
-    """The cause of a flaky Ctrl-C test: a `.parquet.tmp-*` part left by a killed writer actor."""
+    """The cause of a flaky Ctrl-C test: a temporary part left by a killed writer actor."""
     root = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "platform")])}
     t0 = time.monotonic()
     with writers_allowed(root, wait_s=30):
         proc = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(root)], env=env, capture_output=True)
         assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
-        assert names(root) == [".chunk-3.parquet.tmp-0badc0de", GATE_NAME]
+        left = names(root)
+        assert len(left) == 2 and left[0].startswith(".chunk-3.parquet.hyena-tmp-") and left[1] == GATE_NAME
     assert names(root) == []
     assert time.monotonic() - t0 < 25  # its lock went with it: no wait for wait_s
 

@@ -12,36 +12,24 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import uuid
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
 from hyena_platform.errors import InputError
-from hyena_platform.outputs import LOCK_NAME, OutputDir, atomic_write, now, write_error
+from hyena_platform.outputs import LOCK_NAME, OutputDir, atomic_path, atomic_write, now
 
 MANIFEST_NAME = "_manifest.json"
 
 
 def write_parquet_atomic(final: Path, table) -> int:
-    """Write `table` to `final` through a hidden temporary name in the same directory, fsync,
-    rename: the file appears only complete. Returns its size in bytes."""
+    """Write `table` to `final` through a hidden temporary name beside it (outputs.atomic_path:
+    fsync, rename, one-line OutputError): the file appears only complete. Returns its size."""
     import pyarrow.parquet as pq
 
-    tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        final.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(final) as tmp:
         pq.write_table(table, tmp, compression="zstd", row_group_size=1 << 20)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-    except OSError as err:  # disk full, read-only: one line (OutputError), not a Ray traceback
-        raise write_error(final, err) from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return final.stat().st_size
 
 
@@ -58,7 +46,7 @@ def finished_parts(parts: Iterable[tuple[int, Path, int]]) -> set[int]:
         if path.parent not in swept:
             swept.add(path.parent)
             if path.parent.is_dir():
-                for leftover in path.parent.glob(".*.parquet.tmp-*"):
+                for leftover in path.parent.glob(".*.parquet*tmp-*"):  # ours (TEMP_TAG) and older versions'
                     leftover.unlink(missing_ok=True)
         if not path.exists():
             continue

@@ -23,7 +23,6 @@ from hyena_platform.errors import HyenaPlatformError
 from hyena_platform.outputs import TEMP_TAG
 
 GATE_NAME = f".writers{TEMP_TAG}gate"  # a temporary name: always owned by the job, never left
-_PART_TEMP = ".parquet.tmp-"  # hyena_platform.result_set's part files on their way
 
 
 class WritersStopped(HyenaPlatformError):
@@ -89,5 +88,5 @@ def _close(gate: Path, wait_s: float) -> None:
 
 def _remove_temporaries(root: Path) -> None:
     for path in root.rglob("*"):
-        if (TEMP_TAG in path.name or _PART_TEMP in path.name) and path.is_file():
+        if TEMP_TAG in path.name and path.is_file():  # every temporary name (outputs.temp_name)
             path.unlink(missing_ok=True)
